@@ -3,18 +3,19 @@
 #
 # Debian packages (etcd-server, docker-registry, openssh-server, git) are installed with
 # apt-get when missing (root only). kube-apiserver, kube-controller-manager, kube-scheduler,
-# kubectl (from k8s.io/kubernetes, through the tools module in hack/tools/kubernetes), kwok and
-# staticcheck are built from Go modules into a versioned cache dir, once per machine.
-# Concurrent callers are serialised with flock. Progress goes to stderr; stdout is the bin dir.
+# kubectl (from k8s.io/kubernetes, through the tools module in hack/tools/kubernetes) and kwok
+# are built from Go modules into a versioned cache dir, once per machine; with the argument
+# `lint`, staticcheck too. Concurrent callers are serialised with flock. Progress goes to
+# stderr; stdout is the bin dir.
 set -euo pipefail
 
-K8S_VERSION=v1.32.13
+K8S_VERSION=v1.33.13
 KWOK_VERSION=v0.7.0
 STATICCHECK_VERSION=v0.8.2
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${IMAGEBOT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/imagebot}
-bin=$cache/bin/k8s-$K8S_VERSION-kwok-$KWOK_VERSION-sc-$STATICCHECK_VERSION
+bin=$cache/bin/k8s-$K8S_VERSION-kwok-$KWOK_VERSION
 mkdir -p "$bin"
 
 log() { echo "tools: $*" >&2; }
@@ -58,18 +59,20 @@ build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
 build kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler
 build kubectl k8s.io/kubernetes/cmd/kubectl
 
-install_mod() { # install_mod NAME MODULE@VERSION
+install_mod() { # install_mod NAME MODULE@VERSION: go install MODULE as $bin/NAME
   local name=$1 mod=$2
   [ -x "$bin/$name" ] && return 0
   log "building $name from $mod"
   local start=$SECONDS tmp
   tmp=$(mktemp -d "$bin/.gobin.XXXX")
   (cd "$tmp" && GOBIN="$tmp" CGO_ENABLED=0 go install -trimpath "$mod")
-  mv "$tmp/$name" "$bin/$name"
+  mv "$tmp/$(basename "${mod%@*}")" "$bin/$name"
   rmdir "$tmp"
   log "built $name in $((SECONDS - start))s"
 }
 install_mod kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-install_mod staticcheck "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+if [ "${1:-}" = lint ]; then
+  install_mod "staticcheck-$STATICCHECK_VERSION" "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+fi
 
 echo "$bin"

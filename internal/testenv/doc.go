@@ -1,0 +1,16 @@
+// Package testenv starts imagebot's test world on loopback: a Kubernetes control plane (etcd,
+// kube-apiserver, kube-controller-manager, kube-scheduler and kwok managing a fake node, so
+// Deployments really roll out), a container registry (Debian's docker-registry, the CNCF
+// distribution server, with webhook notifications; or go-containerregistry's in-process
+// registry) and a git server (Debian's openssh-server with git-shell, a deploy key and a
+// known_hosts file).
+//
+// Everything runs as child processes on free loopback ports in the caller's temp dirs and is
+// stopped by Stop (or t.Cleanup): children get SIGTERM, then SIGKILL after a grace period, and
+// die with the parent (Pdeathsig) if it is killed. Several environments can run at once.
+//
+// Binaries come from hack/tools.sh, which installs missing Debian packages with apt-get (as
+// root) and builds the Kubernetes binaries and kwok from Go modules into a versioned cache dir
+// ($IMAGEBOT_CACHE, default ~/.cache/imagebot) once per machine. A missing prerequisite is a
+// loud error naming the command to run, never a skipped test.
+package testenv

@@ -1,0 +1,317 @@
+package testenv
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/go-git/go-billy/v5/memfs"
+	gogit "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+	"github.com/go-git/go-git/v5/storage/memory"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+)
+
+// GitServer is an unprivileged sshd on loopback serving bare repositories through git-shell
+// to one authorized deploy key.
+type GitServer struct {
+	Addr string // "127.0.0.1:PORT"
+	User string // the ssh user (the current user)
+	Dir  string
+	// DeployKey is the private key file (OpenSSH format, ed25519) authorized on the server;
+	// DeployKeyPub its public half (authorized_keys format).
+	DeployKey    string
+	DeployKeyPub string
+	// KnownHosts is a known_hosts file holding the server's host key.
+	KnownHosts string
+
+	proc *process
+}
+
+// StartGitServer starts Debian's openssh-server in dir, with generated host and deploy keys.
+func StartGitServer(ctx context.Context, dir string) (*GitServer, error) {
+	sshd, err := binary("sshd", "/usr/sbin/sshd")
+	if err != nil {
+		return nil, err
+	}
+	gitShell, err := binary("git-shell", "/usr/bin/git-shell")
+	if err != nil {
+		return nil, err
+	}
+	u, err := user.Current()
+	if err != nil {
+		return nil, fmt.Errorf("git server: current user: %w", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	g := &GitServer{Addr: fmt.Sprintf("127.0.0.1:%d", port), User: u.Username, Dir: dir,
+		DeployKey: filepath.Join(dir, "deploy_key"), KnownHosts: filepath.Join(dir, "known_hosts")}
+	if err := os.MkdirAll(filepath.Join(dir, "repos"), 0o755); err != nil {
+		return nil, err
+	}
+	hostPub, _, err := writeKeyPair(filepath.Join(dir, "host_key"), "imagebot-test-host")
+	if err != nil {
+		return nil, err
+	}
+	if _, g.DeployKeyPub, err = writeKeyPair(g.DeployKey, "imagebot-test-deploy"); err != nil {
+		return nil, err
+	}
+	auth := fmt.Sprintf("command=\"%s -c \\\"$SSH_ORIGINAL_COMMAND\\\"\",no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty %s\n", gitShell, g.DeployKeyPub)
+	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), []byte(auth), 0o600); err != nil {
+		return nil, err
+	}
+	known := knownhosts.Line([]string{knownhosts.Normalize(g.Addr)}, hostPub) + "\n"
+	if err := os.WriteFile(g.KnownHosts, []byte(known), 0o644); err != nil {
+		return nil, err
+	}
+	cfg := strings.Join([]string{
+		fmt.Sprintf("Port %d", port),
+		"ListenAddress 127.0.0.1",
+		"HostKey " + filepath.Join(dir, "host_key"),
+		"AuthorizedKeysFile " + filepath.Join(dir, "authorized_keys"),
+		"PidFile " + filepath.Join(dir, "sshd.pid"),
+		"UsePAM no",
+		"StrictModes no",
+		"PasswordAuthentication no",
+		"KbdInteractiveAuthentication no",
+		"PermitRootLogin prohibit-password",
+		"AllowUsers " + u.Username,
+		"MaxStartups 100:30:200",
+		"LogLevel VERBOSE",
+		"",
+	}, "\n")
+	cfgPath := filepath.Join(dir, "sshd_config")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	if os.Geteuid() == 0 {
+		// sshd's privilege separation needs this directory when run as root.
+		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+			return nil, fmt.Errorf("git server: %w", err)
+		}
+	}
+	g.proc, err = startProcess(dir, "sshd", sshd, "-D", "-f", cfgPath, "-E", filepath.Join(dir, "sshd.log"))
+	if err != nil {
+		return nil, err
+	}
+	if err := g.proc.waitFor(ctx, "sshd listening on "+g.Addr, dialCheck(g.Addr)); err != nil {
+		g.Stop()
+		return nil, err
+	}
+	return g, nil
+}
+
+// writeKeyPair writes a new ed25519 private key (OpenSSH format, mode 0600) to path and its
+// public half to path.pub, and returns the public key and its authorized_keys line.
+func writeKeyPair(path, comment string) (ssh.PublicKey, string, error) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, "", err
+	}
+	block, err := ssh.MarshalPrivateKey(priv, comment)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		return nil, "", err
+	}
+	sshPub, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		return nil, "", err
+	}
+	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub))) + " " + comment
+	return sshPub, line, os.WriteFile(path+".pub", []byte(line+"\n"), 0o644)
+}
+
+// Stop stops sshd and its sessions.
+func (g *GitServer) Stop() {
+	if g.proc != nil {
+		g.proc.stop(5 * time.Second)
+	}
+}
+
+// Pids returns the process ids this server started.
+func (g *GitServer) Pids() []int { return []int{g.proc.Pid()} }
+
+// RepoPath is the bare repository's directory on the server.
+func (g *GitServer) RepoPath(name string) string {
+	return filepath.Join(g.Dir, "repos", name+".git")
+}
+
+// URL is the ssh:// URL of the bare repository name.
+func (g *GitServer) URL(name string) string {
+	return fmt.Sprintf("ssh://%s@%s%s", g.User, g.Addr, g.RepoPath(name))
+}
+
+// Auth returns go-git SSH auth with the deploy key and strict host key checking against the
+// server's known_hosts.
+func (g *GitServer) Auth() (*gitssh.PublicKeys, error) {
+	return SSHAuth(g.User, g.DeployKey, g.KnownHosts)
+}
+
+// SSHAuth builds go-git SSH auth from a private key file and a known_hosts file.
+func SSHAuth(user, keyFile, knownHostsFile string) (*gitssh.PublicKeys, error) {
+	auth, err := gitssh.NewPublicKeysFromFile(user, keyFile, "")
+	if err != nil {
+		return nil, fmt.Errorf("load deploy key %s: %w", keyFile, err)
+	}
+	cb, err := knownhosts.New(knownHostsFile)
+	if err != nil {
+		return nil, fmt.Errorf("load known_hosts %s: %w", knownHostsFile, err)
+	}
+	auth.HostKeyCallback = cb
+	return auth, nil
+}
+
+// CreateRepo creates the bare repository name on the server with one commit holding files
+// (path → content) on branch, which becomes the repository's HEAD. It returns the ssh URL.
+func (g *GitServer) CreateRepo(name, branch string, files map[string]string) (string, error) {
+	path := g.RepoPath(name)
+	bare, err := gogit.PlainInit(path, true)
+	if err != nil {
+		return "", fmt.Errorf("create repo %s: %w", name, err)
+	}
+	if err := bare.Storer.SetReference(plumbing.NewSymbolicReference(plumbing.HEAD, plumbing.NewBranchReferenceName(branch))); err != nil {
+		return "", err
+	}
+	if len(files) > 0 {
+		if _, err := CommitFiles(path, branch, files, "initial commit"); err != nil {
+			return "", err
+		}
+	}
+	return g.URL(name), nil
+}
+
+// CommitFiles commits files (path → content; empty content deletes the file) on top of
+// branch of the bare repository at repoPath, as a person with direct access would, and
+// returns the new commit. It works on the repository's files, not through sshd.
+func CommitFiles(repoPath, branch string, files map[string]string, msg string) (plumbing.Hash, error) {
+	wt := memfs.New()
+	repo, err := gogit.Init(memory.NewStorage(), wt)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	if _, err := repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{repoPath}}); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	ref := plumbing.NewBranchReferenceName(branch)
+	err = repo.Fetch(&gogit.FetchOptions{RefSpecs: []config.RefSpec{config.RefSpec("+" + ref + ":" + ref)}})
+	switch {
+	case err == nil || errors.Is(err, gogit.NoErrAlreadyUpToDate):
+		if err := repo.Storer.SetReference(plumbing.NewSymbolicReference(plumbing.HEAD, ref)); err != nil {
+			return plumbing.ZeroHash, err
+		}
+		w, err := repo.Worktree()
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		if err := w.Checkout(&gogit.CheckoutOptions{Branch: ref}); err != nil {
+			return plumbing.ZeroHash, fmt.Errorf("check out %s: %w", branch, err)
+		}
+	case isEmptyRemote(err):
+		if err := repo.Storer.SetReference(plumbing.NewSymbolicReference(plumbing.HEAD, ref)); err != nil {
+			return plumbing.ZeroHash, err
+		}
+	default:
+		return plumbing.ZeroHash, fmt.Errorf("fetch %s of %s: %w", branch, repoPath, err)
+	}
+	w, err := repo.Worktree()
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	for p, content := range files {
+		if content == "" {
+			if _, err := w.Remove(p); err != nil {
+				return plumbing.ZeroHash, fmt.Errorf("remove %s: %w", p, err)
+			}
+			continue
+		}
+		if err := wt.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return plumbing.ZeroHash, err
+		}
+		f, err := wt.Create(p)
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		if _, err := io.WriteString(f, content); err != nil {
+			return plumbing.ZeroHash, err
+		}
+		if err := f.Close(); err != nil {
+			return plumbing.ZeroHash, err
+		}
+		if _, err := w.Add(p); err != nil {
+			return plumbing.ZeroHash, err
+		}
+	}
+	sig := &object.Signature{Name: "A Human", Email: "human@example.com", When: time.Now()}
+	h, err := w.Commit(msg, &gogit.CommitOptions{Author: sig, Committer: sig})
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	err = repo.Push(&gogit.PushOptions{RefSpecs: []config.RefSpec{config.RefSpec(ref + ":" + ref)}})
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("push %s to %s: %w", branch, repoPath, err)
+	}
+	return h, nil
+}
+
+func isEmptyRemote(err error) bool {
+	return errors.Is(err, transport.ErrEmptyRemoteRepository) || errors.Is(err, gogit.NoMatchingRefSpecError{}) ||
+		strings.Contains(err.Error(), "couldn't find remote ref")
+}
+
+// ReadFile returns the content of path at the tip of branch in the bare repository repoPath.
+func ReadFile(repoPath, branch, path string) (string, error) {
+	c, err := Head(repoPath, branch)
+	if err != nil {
+		return "", err
+	}
+	f, err := c.File(path)
+	if err != nil {
+		return "", fmt.Errorf("read %s at %s of %s: %w", path, branch, repoPath, err)
+	}
+	return f.Contents()
+}
+
+// Head returns the commit at the tip of branch in the bare repository repoPath.
+func Head(repoPath, branch string) (*object.Commit, error) {
+	repo, err := gogit.PlainOpen(repoPath)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", repoPath, err)
+	}
+	ref, err := repo.Reference(plumbing.NewBranchReferenceName(branch), true)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s in %s: %w", branch, repoPath, err)
+	}
+	return repo.CommitObject(ref.Hash())
+}
+
+// Log returns the commits reachable from branch in the bare repository, newest first.
+func Log(repoPath, branch string) ([]*object.Commit, error) {
+	c, err := Head(repoPath, branch)
+	if err != nil {
+		return nil, err
+	}
+	var out []*object.Commit
+	err = object.NewCommitPreorderIter(c, nil, nil).ForEach(func(c *object.Commit) error {
+		out = append(out, c)
+		return nil
+	})
+	return out, err
+}
