@@ -80,18 +80,20 @@ func describe(targets []Target, problems []Problem) string {
 // with the .golden file beside it.
 func TestFindGolden(t *testing.T) {
 	files, _ := filepath.Glob("testdata/find/*.y*ml")
+	edits, _ := filepath.Glob("testdata/edit/*.yaml")
+	files = append(files, edits...)
 	if len(files) == 0 {
 		t.Fatal("no test files")
 	}
 	for _, file := range files {
-		t.Run(filepath.Base(file), func(t *testing.T) {
+		t.Run(filepath.Base(filepath.Dir(file))+"/"+filepath.Base(file), func(t *testing.T) {
 			data, err := os.ReadFile(file)
 			if err != nil {
 				t.Fatal(err)
 			}
 			targets, problems := testFinder().FindBytes(filepath.Base(file), data)
 			got := describe(targets, problems)
-			golden := strings.TrimSuffix(file, filepath.Ext(file)) + ".golden"
+			golden := strings.TrimSuffix(file, filepath.Ext(file)) + ".targets"
 			if *updateGolden {
 				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
 					t.Fatal(err)

@@ -114,15 +114,16 @@ func (s *scanner) helmShape(m *yaml.Node, path string, w Workload, name string, 
 	switch {
 	case isStr(img):
 		slots[1], paths[1], parents[1] = img, joinPath(path, "image"), m
-		for i, key := range map[int]string{0: "registry", 2: "tag"} {
-			if _, v, _ := mapGet(m, key); isStr(v) {
-				slots[i], paths[i], parents[i] = v, joinPath(path, key), m
-			}
+		if _, v, _ := mapGet(m, "registry"); isStr(v) {
+			slots[0], paths[0], parents[0] = v, joinPath(path, "registry"), m
+		}
+		if _, v, _ := mapGet(m, "tag"); isTagValue(v) {
+			slots[2], paths[2], parents[2] = v, joinPath(path, "tag"), m
 		}
 	case img.Kind == yaml.MappingNode:
 		ipath := joinPath(path, "image")
 		for i, key := range []string{"registry", "repository", "tag", "digest"} {
-			if _, v, _ := mapGet(img, key); isStr(v) {
+			if _, v, _ := mapGet(img, key); isStr(v) || key == "tag" && isTagValue(v) {
 				slots[i], paths[i], parents[i] = v, joinPath(ipath, key), img
 			}
 		}
@@ -152,7 +153,7 @@ func (s *scanner) helmMapped(values *yaml.Node, vpath string, w Workload, alias 
 			continue
 		}
 		n, parent, al := lookupPath(values, av.value)
-		if !isStr(n) {
+		if !isStr(n) && !(slot == 2 && isTagValue(n)) {
 			return nil, fmt.Errorf("%w: %s: spec.values.%s is not a string", ErrBadMapping, av.key, av.value)
 		}
 		aliased = aliased || al
@@ -206,4 +207,10 @@ func (s *scanner) slotTarget(slots [4]*yaml.Node, paths [4]string, parents [4]*y
 		nodes = append(nodes, fn)
 	}
 	return s.newTarget(w, name, src, fields, nodes, refParts{})
+}
+
+// isTagValue reports whether n can hold a tag: a string, or a number that YAML resolved
+// (tag: 1.19). Edits write a number-like tag quoted, so it stays a string.
+func isTagValue(n *yaml.Node) bool {
+	return isStr(n) || n != nil && n.Kind == yaml.ScalarNode && (n.Tag == "!!int" || n.Tag == "!!float")
 }

@@ -72,6 +72,9 @@ func parseMarker(comment string) (*marker, error) {
 	}
 	m := &marker{src: SourceInlineMarker, text: text, spec: obj[InlineMarkerKey], image: obj["image"]}
 	part, ok := partNames[obj["part"]]
+	if _, given := obj["part"]; !given {
+		part = 0 // decided by the key (see inlinePart)
+	}
 	if !ok {
 		return nil, fmt.Errorf("%w: %s: part %q is not one of ref, name, registry, repository, tag, digest", ErrInvalidMarker, text, obj["part"])
 	}
@@ -116,6 +119,9 @@ func (s *scanner) markers(n *yaml.Node, path string, w Workload, ann *annotation
 			case n.Kind != yaml.ScalarNode:
 				s.problems = append(s.problems, Problem{File: s.file, Line: line, Field: path, Err: fmt.Errorf("%w: marker on a collection, not a scalar", ErrInvalidMarker)})
 			default:
+				if m.part == 0 {
+					m.part = inlinePart(path)
+				}
 				found = append(found, markedField{m: m, node: n, parent: parent, path: path, shared: shared || n.Anchor != "", flow: flow})
 			}
 		}
@@ -245,3 +251,22 @@ func siblingRepository(parent *yaml.Node) string {
 }
 
 func lowBit(p Part) Part { return p & -p }
+
+// inlinePart is the part an inline marker without "part" holds, by the key it sits on:
+// tag and newTag hold a tag, newName and repository a name, digest a digest; anything else
+// (image:, a list item) a whole reference.
+func inlinePart(path string) Part {
+	key := path
+	if i := strings.LastIndexAny(path, ".]"); i >= 0 {
+		key = path[i+1:]
+	}
+	switch key {
+	case "tag", "newTag":
+		return PartTag
+	case "newName", "repository":
+		return PartName
+	case "digest":
+		return PartDigest
+	}
+	return PartRef
+}

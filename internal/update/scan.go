@@ -56,6 +56,7 @@ func (f *Finder) scanBytes(file string, data []byte) fileScan {
 		}
 	}
 	sort.SliceStable(s.targets, func(i, j int) bool { return s.targets[i].Line < s.targets[j].Line })
+	sort.SliceStable(s.problems, func(i, j int) bool { return s.problems[i].Line < s.problems[j].Line })
 	return fileScan{pf: pf, targets: s.targets, problems: s.problems}
 }
 
