@@ -42,14 +42,14 @@ type annotations struct {
 	node     *yaml.Node // the annotations mapping, nil when absent
 	metadata *yaml.Node
 
-	automated, locked, ignore   *annotationValue
-	lockedMsg, lockedUser       *annotationValue
-	tags                        map[string]*annotationValue // container -> policy
-	mappings                    map[string]*helmMapping     // alias -> paths
-	prefixUsed                  string                      // the prefix of the first automation annotation seen
-	conflicts                   []Problem
-	file                        string
-	path                        string
+	automated, locked, ignore *annotationValue
+	lockedMsg, lockedUser     *annotationValue
+	tags                      map[string]*annotationValue // container -> policy
+	mappings                  map[string]*helmMapping     // alias -> paths
+	prefixUsed                string                      // the prefix of the first automation annotation seen
+	conflicts                 []Problem
+	file                      string
+	path                      string
 }
 
 func (a *annotations) isAutomated() bool { return a.automated != nil && a.automated.value == "true" }

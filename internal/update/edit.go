@@ -127,7 +127,12 @@ func planTarget(li *lineIndex, t *target, ref name.Reference, want map[*yaml.Nod
 
 // applySplices replaces the byte ranges (which must not overlap).
 func applySplices(data []byte, splices []splice) ([]byte, error) {
-	sort.Slice(splices, func(i, j int) bool { return splices[i].start < splices[j].start })
+	sort.Slice(splices, func(i, j int) bool {
+		if splices[i].start != splices[j].start {
+			return splices[i].start < splices[j].start
+		}
+		return splices[i].end < splices[j].end // an insert before a removal at the same place
+	})
 	size := len(data)
 	for i, s := range splices {
 		if i > 0 && s.start < splices[i-1].end {
@@ -177,10 +182,13 @@ type treeCompare struct {
 	want        map[*yaml.Node]string // nodes of the old tree that must read a new value
 	editedLines map[int]bool          // lines whose columns may shift
 	checkLines  bool                  // compare lines and columns (off for inserts)
-	skip        func(old *yaml.Node, key string) bool
-	seen        int
-	line        int
-	path        string
+	// skipComments does not compare comments (a removed line may move a comment to
+	// another node).
+	skipComments bool
+	skipPairs    map[*yaml.Node]string // old mapping -> key whose pair is not compared (in either tree)
+	seen         int
+	line         int
+	path         string
 }
 
 func (c *treeCompare) same(a, b *yaml.Node, path string) error {
@@ -195,10 +203,15 @@ func (c *treeCompare) same(a, b *yaml.Node, path string) error {
 		}
 		return nil
 	}
+	if key, ok := c.skipPairs[a]; ok && a.Kind == yaml.MappingNode && b.Kind == yaml.MappingNode {
+		a2, b2 := *a, *b
+		a2.Content, b2.Content = withoutPair(a.Content, key), withoutPair(b.Content, key)
+		a, b = &a2, &b2
+	}
 	if a.Kind != b.Kind || a.Anchor != b.Anchor || len(a.Content) != len(b.Content) {
 		return fail("node changed shape")
 	}
-	if a.HeadComment != b.HeadComment || a.LineComment != b.LineComment || a.FootComment != b.FootComment {
+	if !c.skipComments && (a.HeadComment != b.HeadComment || a.LineComment != b.LineComment || a.FootComment != b.FootComment) {
 		return fail("comment changed")
 	}
 	if c.checkLines && (a.Line != b.Line || !c.editedLines[a.Line] && a.Column != b.Column) {
@@ -227,4 +240,16 @@ func (c *treeCompare) same(a, b *yaml.Node, path string) error {
 		}
 	}
 	return nil
+}
+
+// withoutPair returns mapping content without the pair of key.
+func withoutPair(content []*yaml.Node, key string) []*yaml.Node {
+	out := make([]*yaml.Node, 0, len(content))
+	for i := 0; i+1 < len(content); i += 2 {
+		if content[i].Kind == yaml.ScalarNode && content[i].Value == key {
+			continue
+		}
+		out = append(out, content[i], content[i+1])
+	}
+	return out
 }

@@ -60,27 +60,38 @@ func (f *Finder) scanBytes(file string, data []byte) fileScan {
 	return fileScan{pf: pf, targets: s.targets, problems: s.problems}
 }
 
-// document dispatches the objects of a document: a List's items, a top-level sequence's
-// items, or the document itself.
+// document dispatches the objects of a document to s.object.
 func (s *scanner) document(root *yaml.Node) {
+	eachObject(root, s.object)
+}
+
+// eachObject calls fn for each object of a document: a List's items, a top-level
+// sequence's items, or the document itself.
+func eachObject(root *yaml.Node, fn func(obj *yaml.Node, path string, aliased, flow bool)) {
 	root, aliased := deref(root)
 	switch root.Kind {
 	case yaml.SequenceNode:
 		for i, item := range root.Content {
 			it, al := deref(item)
-			s.object(it, indexPath("", i), aliased || al, root.Style&yaml.FlowStyle != 0)
+			fn(it, indexPath("", i), aliased || al, root.Style&yaml.FlowStyle != 0)
 		}
 	case yaml.MappingNode:
 		_, items, al := mapGet(root, "items")
 		if strings.HasSuffix(mapScalar(root, "kind"), "List") && items != nil && items.Kind == yaml.SequenceNode {
 			for i, item := range items.Content {
 				it, al2 := deref(item)
-				s.object(it, indexPath("items", i), aliased || al || al2, items.Style&yaml.FlowStyle != 0)
+				fn(it, indexPath("items", i), aliased || al || al2, items.Style&yaml.FlowStyle != 0)
 			}
 			return
 		}
-		s.object(root, "", aliased, root.Style&yaml.FlowStyle != 0)
+		fn(root, "", aliased, root.Style&yaml.FlowStyle != 0)
 	}
+}
+
+// objectID returns the Kind/Namespace/Name of an object.
+func objectID(obj *yaml.Node) Workload {
+	meta, _ := mapMapping(obj, "metadata")
+	return Workload{Kind: mapScalar(obj, "kind"), Namespace: mapScalar(meta, "namespace"), Name: mapScalar(meta, "name")}
 }
 
 // object scans one object (a mapping that may be a Kubernetes object, or any mapping of a
@@ -90,9 +101,8 @@ func (s *scanner) object(obj *yaml.Node, path string, aliased, flow bool) {
 		s.markers(obj, path, Workload{}, nil, aliased, flow)
 		return
 	}
-	kind := mapScalar(obj, "kind")
-	meta, _ := mapMapping(obj, "metadata")
-	w := Workload{Kind: kind, Namespace: mapScalar(meta, "namespace"), Name: mapScalar(meta, "name")}
+	w := objectID(obj)
+	kind := w.Kind
 	group := apiGroup(mapScalar(obj, "apiVersion"))
 
 	var own []*target

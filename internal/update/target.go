@@ -29,11 +29,11 @@ type Source string
 
 // Sources of targets.
 const (
-	SourceContainer     Source = "container"      // spec…containers[]
-	SourceInitContainer Source = "initContainer"  // spec…initContainers[]
-	SourceHelmValues    Source = "helm-values"    // a HelmRelease spec.values image shape
-	SourceHelmMapping   Source = "helm-mapping"   // a HelmRelease repository/tag.fluxcd.io/<alias> mapping
-	SourceMarker        Source = "imagepolicy"    // a # {"$imagepolicy": "ns:name"} marker
+	SourceContainer     Source = "container"       // spec…containers[]
+	SourceInitContainer Source = "initContainer"   // spec…initContainers[]
+	SourceHelmValues    Source = "helm-values"     // a HelmRelease spec.values image shape
+	SourceHelmMapping   Source = "helm-mapping"    // a HelmRelease repository/tag.fluxcd.io/<alias> mapping
+	SourceMarker        Source = "imagepolicy"     // a # {"$imagepolicy": "ns:name"} marker
 	SourceInlineMarker  Source = "imagebot-inline" // a # {"$imagebot": "<policy>"} marker
 )
 
