@@ -1,0 +1,275 @@
+package update
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+)
+
+// writeTree creates files (slash-separated names) under dir.
+func writeTree(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func readTree(t *testing.T, dir string, names ...string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(n)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[n] = string(b)
+	}
+	return out
+}
+
+func deployment(name, image string) string {
+	return `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: ` + name + `
+  annotations:
+    imagebot.dev/automated: "true"
+spec:
+  template:
+    spec:
+      containers:
+      - name: app
+        image: ` + image + `
+`
+}
+
+func TestFindRepository(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	writeTree(t, root, map[string]string{
+		"apps/a.yaml":                  deployment("a", "nginx:1.16"),
+		"apps/b.yml":                   deployment("b", "nginx:1.16"),
+		"apps/notes.txt":               deployment("txt", "nginx:1.16"),
+		"apps/broken.yaml":             "image: [\n",
+		".git/config.yaml":             deployment("git", "nginx:1.16"),
+		"charts/web/Chart.yaml":        "name: web\n",
+		"charts/web/values.yaml":       "image: ghcr.io/org/web:1.0.0 # {\"$imagebot\": \"semver:^1\"}\n",
+		"charts/web/templates/d.yaml":  "image: {{ .Values.image }}\n",
+		"big/huge.yaml":                deployment("huge", "nginx:1.16") + strings.Repeat("# padding\n", 200),
+		"other/ignored-by-paths.yaml":  deployment("other", "nginx:1.16"),
+		"apps/nested/deeper/c.yaml":    deployment("c", "ghcr.io/org/c:1.0.0"),
+		"apps/nested/deeper/noimg.yml": "kind: ConfigMap\n",
+	})
+	writeTree(t, outside, map[string]string{"evil.yaml": deployment("evil", "nginx:1.16")})
+	if err := os.Symlink(filepath.Join(outside, "evil.yaml"), filepath.Join(root, "apps", "evil.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(root, "apps", "a.yaml"), filepath.Join(root, "apps", "alias.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	f := &Finder{Paths: []string{"apps", "charts", "big"}, MaxFileSize: 1000, ValidatePolicy: testValidatePolicy}
+	res, err := f.Find(context.Background(), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, tg := range res.Targets {
+		got = append(got, tg.File+" "+tg.Image)
+	}
+	want := []string{
+		"apps/a.yaml nginx:1.16",
+		"apps/b.yml nginx:1.16",
+		"apps/nested/deeper/c.yaml ghcr.io/org/c:1.0.0",
+		"charts/web/values.yaml ghcr.io/org/web:1.0.0",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("targets:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	wantProblems := map[string]error{
+		"apps/broken.yaml": ErrMalformed,
+		"apps/evil.yaml":   ErrSymlink,
+		"big/huge.yaml":    ErrTooLarge,
+	}
+	for _, p := range res.Problems {
+		w, ok := wantProblems[p.File]
+		if !ok || !errors.Is(p, w) {
+			t.Errorf("unexpected problem %v", p)
+		}
+		delete(wantProblems, p.File)
+	}
+	for f, e := range wantProblems {
+		t.Errorf("missing problem %s: %v", f, e)
+	}
+	// A configured path that leaves the repository is refused.
+	bad := &Finder{Paths: []string{"../" + filepath.Base(outside)}}
+	if _, err := bad.Find(context.Background(), root); err == nil {
+		t.Error("a path outside the repository was walked")
+	}
+	// The second run uses the cache and finds the same.
+	res2, err := f.Find(context.Background(), root)
+	if err != nil || len(res2.Targets) != len(res.Targets) {
+		t.Fatalf("second run: %v, %d targets", err, len(res2.Targets))
+	}
+}
+
+func TestApplyRepository(t *testing.T) {
+	root := t.TempDir()
+	seed, _ := os.ReadFile("testdata/edit/seed-fluxdemo.yaml")
+	writeTree(t, root, map[string]string{
+		"apps/flask.yaml": string(seed),
+		"apps/web.yaml":   deployment("web", "ghcr.io/org/web:1.0.0"),
+	})
+	if err := os.Chmod(filepath.Join(root, "apps/web.yaml"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := testFinder()
+	ctx := context.Background()
+	res, err := f.Find(ctx, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds []Decision
+	for _, tg := range res.Targets {
+		switch tg.Container {
+		case "flask":
+			ds = append(ds, Decision{Target: tg, Image: name.MustParseReference("registry.example.com/team/flaskapp:develop-v1.8.1")})
+		case "app":
+			ds = append(ds, Decision{Target: tg, Image: name.MustParseReference("ghcr.io/org/web:1.1.0")})
+		}
+	}
+	cs, err := f.Apply(ctx, root, ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cs.Files(); strings.Join(got, ",") != "apps/flask.yaml,apps/web.yaml" {
+		t.Errorf("files %v", got)
+	}
+	msg := cs.Message()
+	if !strings.HasPrefix(msg, "Update 2 images\n\n") || !strings.Contains(msg, "develop-v1.8.0 -> registry.example.com/team/flaskapp:develop-v1.8.1") {
+		t.Errorf("message:\n%s", msg)
+	}
+	after := readTree(t, root, "apps/flask.yaml")["apps/flask.yaml"]
+	if want := strings.Replace(string(seed), "develop-v1.8.0", "develop-v1.8.1", 1); after != want {
+		t.Errorf("flask.yaml is not the one-value diff:\n%s", after)
+	}
+	if info, _ := os.Stat(filepath.Join(root, "apps/web.yaml")); info.Mode().Perm() != 0o600 {
+		t.Errorf("file mode %v, want 0600", info.Mode().Perm())
+	}
+	if left, _ := filepath.Glob(filepath.Join(root, "apps", ".*imagebot*")); len(left) > 0 {
+		t.Errorf("temp files left: %v", left)
+	}
+	// The same decisions again: the targets are stale now.
+	if _, err := f.Apply(ctx, root, ds); !errors.Is(err, ErrStale) {
+		t.Errorf("re-applying old decisions: %v, want ErrStale", err)
+	}
+	// Nothing to do: an empty change set and no write.
+	res, _ = f.Find(ctx, root)
+	var same []Decision
+	for _, tg := range res.Targets {
+		same = append(same, Decision{Target: tg, Image: mustRef(t, tg.Image)})
+	}
+	cs, err = f.Apply(ctx, root, same)
+	if err != nil || !cs.Empty() {
+		t.Errorf("no-op apply: %v, %v", cs, err)
+	}
+}
+
+// TestApplyAllOrNothing: one bad decision (or a failing write) leaves every file as it was.
+func TestApplyAllOrNothing(t *testing.T) {
+	root := t.TempDir()
+	writeTree(t, root, map[string]string{
+		"a.yaml": deployment("a", "ghcr.io/org/a:1.0.0"),
+		"b.yaml": deployment("b", "&anchor ghcr.io/org/b:1.0.0"),
+		"c.yaml": deployment("c", "ghcr.io/org/c:1.0.0"),
+	})
+	before := readTree(t, root, "a.yaml", "b.yaml", "c.yaml")
+	f := testFinder()
+	ctx := context.Background()
+	res, err := f.Find(ctx, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds []Decision
+	for _, tg := range res.Targets {
+		ds = append(ds, Decision{Target: tg, Image: mustRef(t, strings.Replace(tg.Image, "1.0.0", "2.0.0", 1))})
+	}
+	if _, err := f.Apply(ctx, root, ds); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "b.yaml:12") {
+		t.Fatalf("got %v, want ErrUnsupported naming b.yaml:12", err)
+	}
+	if after := readTree(t, root, "a.yaml", "b.yaml", "c.yaml"); !equalMaps(before, after) {
+		t.Error("a failed run changed files")
+	}
+}
+
+func TestWriteAllRollback(t *testing.T) {
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.yaml")
+	os.WriteFile(a, []byte("old a\n"), 0o644)
+	pending := []pendingWrite{
+		{file: "a.yaml", path: a, old: []byte("old a\n"), new: []byte("new a\n"), mode: 0o644},
+		{file: "missing/b.yaml", path: filepath.Join(dir, "missing", "b.yaml"), old: nil, new: []byte("x"), mode: 0o644},
+	}
+	err := writeAll(context.Background(), pending)
+	if err == nil {
+		t.Fatal("write into a missing directory succeeded")
+	}
+	if b, _ := os.ReadFile(a); !bytes.Equal(b, []byte("old a\n")) {
+		t.Errorf("a.yaml not restored: %q", b)
+	}
+}
+
+func mustRef(t *testing.T, s string) name.Reference {
+	t.Helper()
+	r, err := name.ParseReference(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestNoClusterOrGitDeps fails if update imports client-go or go-git, directly or not.
+func TestNoClusterOrGitDeps(t *testing.T) {
+	gobin := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+	if _, err := os.Stat(gobin); err != nil {
+		gobin = "go"
+	}
+	out, err := exec.Command(gobin, "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Skipf("go list: %v\n%s", err, out)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		for _, banned := range []string{"k8s.io/client-go", "github.com/go-git/", "k8s.io/apimachinery"} {
+			if strings.HasPrefix(dep, banned) {
+				t.Errorf("internal/update depends on %s", dep)
+			}
+		}
+	}
+	if !strings.Contains(string(out), "sigs.k8s.io/kustomize/kyaml/yaml") {
+		t.Errorf("go list -deps output looks wrong:\n%s", out)
+	}
+}
