@@ -246,9 +246,10 @@ func (o *order) describe() string {
 
 func isLatest(tag string) bool { return len(tag) == 6 && strings.EqualFold(tag, "latest") }
 
-// preFilter applies the "latest" rule and the exclusions.
+// preFilter rejects the empty tag (never valid) and applies the "latest" rule
+// and the exclusions.
 func (p *Policy) preFilter(tag string) bool {
-	if !p.allowLatest && isLatest(tag) {
+	if tag == "" || !p.allowLatest && isLatest(tag) {
 		return false
 	}
 	for _, g := range p.exclude {

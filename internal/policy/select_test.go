@@ -256,6 +256,7 @@ func TestSelectNoDowngrade(t *testing.T) {
 		{name: "nothing matches and current does not pass", spec: "semver:^1",
 			cands: tags("junk"), current: cur("2.0.0"), wantErr: ErrNoMatch, reason: "current tag 2.0.0 does not pass"},
 		{name: "empty candidates", spec: "glob:*", wantErr: ErrNoMatch},
+		{name: "empty tag is never a candidate", spec: "glob:*;order=alphabetical", cands: tags(""), wantErr: ErrNoMatch},
 		{name: "numerical keeps higher current", spec: `regex:^main-(\d+)$;order=numerical:$1`,
 			cands: tags("main-5", "main-7"), current: cur("main-9"), want: "main-9"},
 		{name: "numerical desc keeps lower current", spec: `regex:^main-(\d+)$;order=numerical:$1:desc`,
