@@ -84,7 +84,11 @@ func (pl *annotationPlanner) apply(op annotationOp) error {
 	}
 	key := pl.prefix + op.suffix
 	pl.inserts = append(pl.inserts, [2]string{key, op.value})
-	pl.change(0, key, "", op.value)
+	line := pl.metaLine()
+	if pl.ann.node != nil {
+		line = pl.ann.node.Line
+	}
+	pl.change(line, key, "", op.value)
 	return nil
 }
 

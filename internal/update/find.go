@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"imagebot.dev/imagebot/internal/policy"
 )
 
 // DefaultMaxFileSize is the size above which a file is skipped (with a warning).
@@ -29,7 +31,7 @@ type Finder struct {
 	MaxFileSize int64
 	// Markers resolves the names in Flux v2 "$imagepolicy" markers ("namespace:name").
 	Markers map[string]MarkerPolicy
-	// ValidatePolicy checks a policy spec; nil accepts every non-empty spec.
+	// ValidatePolicy checks a policy spec; nil means policy.Parse.
 	ValidatePolicy func(spec string) error
 	// Workers is the number of files parsed at once; 0 means GOMAXPROCS.
 	Workers int
@@ -173,8 +175,12 @@ func (f *Finder) validate(spec string) error {
 	return err
 }
 
-// defaultValidatePolicy is used when Finder.ValidatePolicy is nil.
-var defaultValidatePolicy func(spec string) error
+// defaultValidatePolicy is used when Finder.ValidatePolicy is nil: the policy package's
+// parser.
+var defaultValidatePolicy = func(spec string) error {
+	_, err := policy.Parse(spec)
+	return err
+}
 
 // walk lists the YAML files (repository-relative, slash-separated, sorted) under the
 // configured paths, skipping .git, Helm chart templates, large files and symlinks.

@@ -109,3 +109,29 @@ func TestFindGolden(t *testing.T) {
 		})
 	}
 }
+
+// TestDefaultPolicyValidation: without ValidatePolicy, specs go through policy.Parse.
+func TestDefaultPolicyValidation(t *testing.T) {
+	doc := []byte(`apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: app
+  annotations:
+    imagebot.dev/automated: "true"
+    imagebot.dev/tag.good: semver:~1.2
+    imagebot.dev/tag.bad: semver:not a constraint
+spec:
+  template:
+    spec:
+      containers:
+      - {name: good, image: ghcr.io/org/good:1.2.0}
+      - {name: bad, image: ghcr.io/org/bad:1.2.0}
+`)
+	targets, problems := (&Finder{}).FindBytes("app.yaml", doc)
+	if len(targets) != 2 || targets[0].PolicyErr != nil || targets[1].PolicyErr == nil {
+		t.Fatalf("targets %+v", targets)
+	}
+	if len(problems) != 1 || !errors.Is(problems[0], ErrInvalidPolicy) || problems[0].Line != 8 {
+		t.Fatalf("problems %v", problems)
+	}
+}
