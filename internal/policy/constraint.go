@@ -27,8 +27,8 @@ type conGroup struct {
 }
 
 type conItem struct {
-	op                           conOp
-	con                          version
+	op                            conOp
+	con                           version
 	dirty, minorDirty, patchDirty bool
 }
 

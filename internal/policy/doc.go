@@ -116,7 +116,8 @@
 // "1.10.0"). For order=created, pass its build time in the current Candidate
 // when the registry no longer has it. A current tag that does not pass the
 // policy is not ranked, so changing the policy (or excluding a broken release
-// with exclude=) moves the workload to the policy's best tag.
+// with exclude=) moves the workload to the policy's best tag: a workload
+// running 1.3.0 whose policy becomes semver:~1.2 moves to the best 1.2.x.
 //
 // Semantic versions are parsed and constraints evaluated by an
 // allocation-free mirror of Masterminds/semver v3 (the library itself parses

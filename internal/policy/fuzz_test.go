@@ -65,6 +65,9 @@ func FuzzSelect(f *testing.F) {
 		rng := rand.New(rand.NewPCG(seed, seed>>7))
 		var cands []Candidate
 		for _, tag := range strings.Fields(tagList) {
+			if !isASCII(tag) {
+				continue // tags are ASCII; the reference's regexps work on runes
+			}
 			c := Candidate{Tag: tag, Digest: "d:" + tag}
 			if rng.IntN(8) != 0 { // some build times unknown
 				c.Created = at(rng.IntN(12)) // few distinct times: ties happen
@@ -87,6 +90,9 @@ func FuzzSelect(f *testing.F) {
 		}
 
 		// With a current tag: invariants and no downgrade.
+		if !isASCII(current) {
+			current = ""
+		}
 		curC := Candidate{Tag: current}
 		res, err = p.Select(cands, curC, now)
 		switch {
@@ -110,6 +116,15 @@ func FuzzSelect(f *testing.F) {
 			}
 		}
 	})
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // reference is a slow, obvious implementation of the documented rules.
