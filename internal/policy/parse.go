@@ -48,6 +48,21 @@ type Policy struct {
 // String returns the spec the policy was parsed from, verbatim.
 func (p *Policy) String() string { return p.spec }
 
+// MarshalText returns the spec (encoding.TextMarshaler), so a Policy can sit
+// in a config struct (a value receiver, so that a Policy field marshals too).
+func (p Policy) MarshalText() ([]byte, error) { return []byte(p.spec), nil }
+
+// UnmarshalText parses a spec into p (encoding.TextUnmarshaler). Errors wrap
+// ErrInvalid.
+func (p *Policy) UnmarshalText(text []byte) error {
+	q, err := Parse(string(text))
+	if err != nil {
+		return err
+	}
+	*p = *q
+	return nil
+}
+
 // Parse parses a spec (see the package documentation for the syntax). Every
 // error wraps ErrInvalid.
 func Parse(spec string) (*Policy, error) {

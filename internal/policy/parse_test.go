@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -201,5 +202,25 @@ func TestParseAge(t *testing.T) {
 		if err != nil || got != want {
 			t.Errorf("parseAge(%q) = %v, %v; want %v", in, got, err, want)
 		}
+	}
+}
+
+func TestTextMarshaling(t *testing.T) {
+	var cfg struct {
+		Policy Policy `json:"policy"`
+	}
+	if err := json.Unmarshal([]byte(`{"policy": "semver:~1.2;exclude=1.2.5"}`), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Policy.Match("1.2.4") || cfg.Policy.Match("1.2.5") {
+		t.Errorf("unmarshalled policy does not behave as parsed")
+	}
+	out, err := json.Marshal(cfg)
+	if err != nil || string(out) != `{"policy":"semver:~1.2;exclude=1.2.5"}` {
+		t.Errorf("Marshal = %s, %v", out, err)
+	}
+	err = json.Unmarshal([]byte(`{"policy": "regex:("}`), &cfg)
+	if !errors.Is(err, ErrInvalid) {
+		t.Errorf("Unmarshal of a bad spec: %v, want ErrInvalid", err)
 	}
 }
