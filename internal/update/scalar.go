@@ -241,10 +241,13 @@ func decodeEscape(b []byte) (string, int) {
 // reads it back as the same string (otherwise it is double-quoted, so "1.20" does not
 // become the number 1.2); a single-quoted scalar cannot hold control characters.
 func quoteFor(v string, style yaml.Style, flow bool) (string, error) {
+	if !utf8.ValidString(v) {
+		return "", fmt.Errorf("%w: %q is not UTF-8", ErrUnsupported, v)
+	}
 	switch style {
 	case yaml.SingleQuotedStyle:
 		for _, r := range v {
-			if r < 0x20 || r == 0x7f || r == 0x85 || r == 0x2028 || r == 0x2029 {
+			if r < 0x20 || !printable(r) || r == 0x85 || r == 0x2028 || r == 0x2029 || r == 0xFEFF {
 				return "", fmt.Errorf("%w: %q in a single-quoted scalar", ErrUnsupported, v)
 			}
 		}
@@ -268,8 +271,12 @@ func doubleQuote(v string) string {
 			b.WriteRune(r)
 		case r < 0x20 || r == 0x7f:
 			fmt.Fprintf(&b, "\\x%02x", r)
-		case r == 0x85 || r == 0x2028 || r == 0x2029 || r == 0xFEFF:
-			fmt.Fprintf(&b, "\\u%04x", r)
+		case !printable(r) || r == 0x85 || r == 0x2028 || r == 0x2029 || r == 0xFEFF:
+			if r > 0xFFFF {
+				fmt.Fprintf(&b, "\\U%08x", r)
+			} else {
+				fmt.Fprintf(&b, "\\u%04x", r)
+			}
 		default:
 			b.WriteRune(r)
 		}
@@ -283,6 +290,9 @@ func doubleQuote(v string) string {
 func plainSafe(v string, flow bool) bool {
 	if v == "" || strings.ContainsAny(v, "\r\n\t#") || strings.TrimSpace(v) != v {
 		return false
+	}
+	if scanPlain([]byte(v), flow) != len(v) {
+		return false // the scanner would not read it back whole (e.g. "a:")
 	}
 	for _, r := range v {
 		if r < 0x20 || r >= 0x7f {
@@ -302,4 +312,9 @@ func plainSafe(v string, flow bool) bool {
 	}
 	val := n.Content[0].Content[1]
 	return val.Kind == yaml.ScalarNode && val.Tag == "!!str" && val.Value == v && val.Style == 0
+}
+
+// printable reports whether YAML allows r unescaped (c-printable, less tab and breaks).
+func printable(r rune) bool {
+	return r >= 0x20 && r <= 0x7E || r == 0x85 || r >= 0xA0 && r <= 0xD7FF || r >= 0xE000 && r <= 0xFFFD || r >= 0x10000 && r <= 0x10FFFF
 }

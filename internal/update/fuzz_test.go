@@ -1,0 +1,235 @@
+package update
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"sigs.k8s.io/kustomize/kyaml/yaml"
+)
+
+// addSeeds adds every YAML file of the golden corpus to the fuzz corpus.
+func addSeeds(f *testing.F, add func(data []byte)) {
+	for _, pat := range []string{"testdata/*/*.yaml", "testdata/*/*.yml"} {
+		files, _ := filepath.Glob(pat)
+		for _, file := range files {
+			if data, err := os.ReadFile(file); err == nil {
+				add(data)
+			}
+		}
+	}
+}
+
+// fuzzTag turns arbitrary bytes into a valid tag.
+func fuzzTag(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if b.Len() >= 60 {
+			break
+		}
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_':
+			b.WriteRune(r)
+		case (r == '.' || r == '-') && b.Len() > 0:
+			b.WriteRune(r)
+		}
+	}
+	if b.Len() == 0 {
+		return "v1"
+	}
+	return b.String()
+}
+
+// FuzzEdit: for any input, Find and EditBytes never panic; an edit either fails with an
+// error (and no output) or its result re-parses to the same documents except the edited
+// values, the bytes differ only inside the edited values, and every target reads as
+// expected afterwards.
+func FuzzEdit(f *testing.F) {
+	addSeeds(f, func(data []byte) { f.Add(data, "1.2.3", uint8(0)) })
+	f.Add([]byte("image: nginx # {\"$imagebot\": \"glob:*\"}\n"), "latest", uint8(1))
+	f.Fuzz(func(t *testing.T, data []byte, tagSeed string, pick uint8) {
+		fd := testFinder()
+		targets, _ := fd.FindBytes("f.yaml", data)
+		if len(targets) == 0 {
+			return
+		}
+		tag := fuzzTag(tagSeed)
+		var ds []Decision
+		for i, tg := range targets {
+			if pick != 0 && i%int(pick%4+1) != 0 {
+				continue
+			}
+			cur := splitRef(tg.Image)
+			next := cur
+			next.Tag, next.Digest = tag, ""
+			if cur.Digest != "" && pick%2 == 1 {
+				next.Digest = "sha256:" + strings.Repeat("ab", 32)
+			}
+			ref, err := name.ParseReference(next.String())
+			if err != nil {
+				continue
+			}
+			ds = append(ds, Decision{Target: tg, Image: ref})
+		}
+		out, changes, err := fd.EditBytes("f.yaml", data, ds)
+		if err != nil {
+			var ee *EditError
+			if !errors.As(err, &ee) {
+				t.Fatalf("error is not an EditError: %v", err)
+			}
+			if out != nil {
+				t.Fatal("output returned with an error")
+			}
+			return
+		}
+		checkEdit(t, fd, data, out, targets, changes)
+	})
+}
+
+// checkEdit checks an edit independently of the editor's own verification.
+func checkEdit(t *testing.T, fd *Finder, before, after []byte, targets []Target, changes []Change) {
+	t.Helper()
+	if len(changes) == 0 {
+		if !bytes.Equal(before, after) {
+			t.Fatal("bytes changed without a change")
+		}
+		return
+	}
+	// 1. The bytes differ only inside the edited values: every differing region starts at
+	// or after the start of an edited scalar on the same line, and no line break moved.
+	li := newLineIndex(before)
+	starts := map[int]int{} // line -> smallest offset of an edited scalar on it
+	for _, c := range changes {
+		for _, fc := range c.Fields {
+			tg := findTarget(targets, c)
+			for _, fl := range tg.Fields {
+				if fl.Path == fc.Path {
+					off, err := li.offset(fl.Line, fl.Column)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if s, ok := starts[fl.Line]; !ok || off < s {
+						starts[fl.Line] = off
+					}
+				}
+			}
+		}
+	}
+	la, lb := newLineIndex(before), newLineIndex(after)
+	if len(la.start) != len(lb.start) {
+		t.Fatalf("line count changed: %d -> %d", len(la.start), len(lb.start))
+	}
+	for i := range la.start {
+		ea, eb := len(before), len(after)
+		if i+1 < len(la.start) {
+			ea, eb = la.start[i+1], lb.start[i+1]
+		}
+		a, b := before[la.start[i]:ea], after[lb.start[i]:eb]
+		if bytes.Equal(a, b) {
+			continue
+		}
+		s, ok := starts[i+1]
+		if !ok {
+			t.Fatalf("line %d changed but holds no edited value:\n%q\n%q", i+1, a, b)
+		}
+		prefix := s - la.start[i]
+		if !bytes.Equal(a[:prefix], b[:min(prefix, len(b))]) {
+			t.Fatalf("line %d changed before the edited value:\n%q\n%q", i+1, a, b)
+		}
+		if !bytes.HasSuffix(b, trailingAfterValue(a)) {
+			t.Fatalf("line %d: what follows the value changed:\n%q\n%q", i+1, a, b)
+		}
+	}
+	// 2. The documents are the same but for the edited values: every target is still there,
+	// and reads its new image (changed) or its old one.
+	newImage := map[string]string{}
+	for _, c := range changes {
+		newImage[findTarget(targets, c).ID()] = c.New
+	}
+	after2, probs := fd.FindBytes("f.yaml", after)
+	for _, p := range probs {
+		if errors.Is(p, ErrMalformed) || errors.Is(p, ErrDuplicateKey) {
+			t.Fatalf("edited file: %v", p)
+		}
+	}
+	if len(after2) != len(targets) {
+		t.Fatalf("%d targets before, %d after", len(targets), len(after2))
+	}
+	for i, tg := range targets {
+		want := tg.Image
+		if n, ok := newImage[tg.ID()]; ok {
+			want = n
+		}
+		if after2[i].ID() != tg.ID() || after2[i].Image != want {
+			t.Fatalf("target %s reads %s, want %s", tg.ID(), after2[i].Image, want)
+		}
+	}
+	var da, db yaml.Node
+	if yaml.Unmarshal(before, &da) == nil && yaml.Unmarshal(after, &db) == nil && da.Kind != db.Kind {
+		t.Fatal("document kind changed")
+	}
+}
+
+// trailingAfterValue is what follows a scalar on its line: from the comment (or the line
+// break) on, which an edit must keep.
+func trailingAfterValue(line []byte) []byte {
+	if i := bytes.Index(line, []byte(" #")); i >= 0 {
+		return line[i:]
+	}
+	if i := bytes.IndexAny(line, "\r\n"); i >= 0 {
+		return line[i:]
+	}
+	return nil
+}
+
+func findTarget(targets []Target, c Change) Target {
+	for _, t := range targets {
+		if t.Line == c.Line && t.Image == c.Old {
+			return t
+		}
+	}
+	return Target{}
+}
+
+// FuzzQuote: a value rendered for a scalar style reads back as the same string.
+func FuzzQuote(f *testing.F) {
+	for _, s := range []string{"nginx:1.16", "1.20", "true", "a'b", `a"b\c`, "#x", " lead", "é✓", "x: y", "- a", "@x", "null", "~"} {
+		for st := uint8(0); st < 3; st++ {
+			f.Add(s, st, st == 1)
+		}
+	}
+	f.Fuzz(func(t *testing.T, v string, st uint8, flow bool) {
+		style := []yaml.Style{0, yaml.SingleQuotedStyle, yaml.DoubleQuotedStyle}[st%3]
+		text, err := quoteFor(v, style, flow)
+		if err != nil {
+			return
+		}
+		doc := "k: " + text + "\n"
+		if flow {
+			doc = "{k: " + text + "}\n"
+		}
+		var n yaml.Node
+		if err := yaml.Unmarshal([]byte(doc), &n); err != nil {
+			t.Fatalf("%q rendered as %s does not parse: %v", v, text, err)
+		}
+		got := n.Content[0].Content[1]
+		if got.Value != v || got.Tag != "!!str" {
+			t.Fatalf("%q rendered as %s reads %q (%s)", v, text, got.Value, got.Tag)
+		}
+		// And the scalar scanner finds exactly the rendered bytes.
+		sp, err := scalarSpan(newLineIndex([]byte(doc)), got, flow)
+		if err != nil {
+			if strings.ContainsAny(v, "\n\r\u0085\u2028\u2029") {
+				return
+			}
+			t.Fatalf("%q rendered as %s: %v", v, text, err)
+		}
+		if doc[sp.start:sp.end] != text {
+			t.Fatalf("span %q, rendered %q", doc[sp.start:sp.end], text)
+		}
+	})
+}
