@@ -1,0 +1,141 @@
+package scan
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the scanner's Prometheus collectors. Create them once with NewMetrics on the
+// daemon's registry and pass them to Options, SchedulerOptions and WebhookOptions; a nil
+// *Metrics records nothing.
+type Metrics struct {
+	requests     *prometheus.CounterVec   // registry, method, status
+	tagsListed   *prometheus.CounterVec   // registry
+	tagCapHits   *prometheus.CounterVec   // registry
+	cache        *prometheus.CounterVec   // kind, result
+	rlWaits      *prometheus.CounterVec   // registry
+	rlWaitSecs   *prometheus.CounterVec   // registry
+	rlThrottled  *prometheus.CounterVec   // registry
+	rlRate       *prometheus.GaugeVec     // registry
+	scanDuration *prometheus.HistogramVec // registry, result
+	failures     *prometheus.CounterVec   // registry, reason
+	failing      prometheus.Gauge
+	queued       prometheus.Gauge
+	webhooks     *prometheus.CounterVec // format, result
+}
+
+// NewMetrics creates the collectors and registers them on reg (not on the global registry).
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	const ns, sub = "imagebot", "scan"
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "requests_total", Help: "HTTP requests to registries, by registry host, method and status (\"error\" when no response)."},
+			[]string{"registry", "method", "status"}),
+		tagsListed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "tags_listed_total", Help: "Tags read from successful listings."}, []string{"registry"}),
+		tagCapHits: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "tag_cap_hits_total", Help: "Listings abandoned because the repository has more tags than the cap."}, []string{"registry"}),
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "cache_total", Help: "Cache lookups by kind (digest: tag to digest; metadata: digest to build time) and result (hit, miss)."},
+			[]string{"kind", "result"}),
+		rlWaits: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "ratelimit_waits_total", Help: "Requests that waited for the host's token bucket."}, []string{"registry"}),
+		rlWaitSecs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "ratelimit_wait_seconds_total", Help: "Time spent waiting for the host's token bucket."}, []string{"registry"}),
+		rlThrottled: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "ratelimit_throttled_total", Help: "429 answers that slowed the host's bucket."}, []string{"registry"}),
+		rlRate: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "ratelimit_rps", Help: "The host's current rate after the last 429 (recovers on success)."}, []string{"registry"}),
+		scanDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+			Name: "duration_seconds", Help: "Scan durations by registry and result (ok, error).",
+			Buckets: prometheus.ExponentialBuckets(0.005, 3, 10)}, []string{"registry", "result"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "failures_total", Help: "Failed scans by registry and reason."}, []string{"registry", "reason"}),
+		failing: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "repositories_failed", Help: "Watched repositories marked failed (several failures in a row)."}),
+		queued: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "repositories_watched", Help: "Repositories (per credential set) the scheduler scans."}),
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "webhooks_total", Help: "Webhook deliveries by format and result (accepted, unauthorized, invalid)."},
+			[]string{"format", "result"}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.tagsListed, m.tagCapHits, m.cache, m.rlWaits,
+		m.rlWaitSecs, m.rlThrottled, m.rlRate, m.scanDuration, m.failures, m.failing, m.queued, m.webhooks} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *Metrics) request(host, method, status string) {
+	if m != nil {
+		m.requests.WithLabelValues(host, method, status).Inc()
+	}
+}
+
+func (m *Metrics) rateLimitWait(host string, d time.Duration) {
+	if m != nil {
+		m.rlWaits.WithLabelValues(host).Inc()
+		m.rlWaitSecs.WithLabelValues(host).Add(d.Seconds())
+	}
+}
+
+func (m *Metrics) throttled(host string, rps float64) {
+	if m != nil {
+		m.rlThrottled.WithLabelValues(host).Inc()
+		m.rlRate.WithLabelValues(host).Set(rps)
+	}
+}
+
+func (m *Metrics) cacheLookup(kind string, hit bool) {
+	if m != nil {
+		r := "miss"
+		if hit {
+			r = "hit"
+		}
+		m.cache.WithLabelValues(kind, r).Inc()
+	}
+}
+
+func (m *Metrics) listed(host string, n int, capped bool) {
+	if m == nil {
+		return
+	}
+	if capped {
+		m.tagCapHits.WithLabelValues(host).Inc()
+		return
+	}
+	m.tagsListed.WithLabelValues(host).Add(float64(n))
+}
+
+func (m *Metrics) scanned(host string, d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	if err == nil {
+		m.scanDuration.WithLabelValues(host, "ok").Observe(d.Seconds())
+		return
+	}
+	m.scanDuration.WithLabelValues(host, "error").Observe(d.Seconds())
+	m.failures.WithLabelValues(host, reason(err)).Inc()
+}
+
+func (m *Metrics) webhook(format, result string) {
+	if m != nil {
+		m.webhooks.WithLabelValues(format, result).Inc()
+	}
+}
+
+func (m *Metrics) setFailing(n int) {
+	if m != nil {
+		m.failing.Set(float64(n))
+	}
+}
+
+func (m *Metrics) setWatched(n int) {
+	if m != nil {
+		m.queued.Set(float64(n))
+	}
+}

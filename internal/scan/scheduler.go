@@ -1,0 +1,433 @@
+package scan
+
+import (
+	"container/heap"
+	"context"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+)
+
+// Scheduler defaults.
+const (
+	DefaultInterval  = 5 * time.Minute
+	DefaultJitter    = 0.1
+	DefaultWorkers   = 4
+	DefaultFailAfter = 3
+	// firstRetry is the wait after a first failure; it doubles per failure up to the
+	// interval.
+	firstRetry = 10 * time.Second
+)
+
+// Watch is one consumer's interest in a repository: typically one container of one
+// workload. Watches of the same repository with the same Credentials.ID are scanned
+// together: one listing per cycle, the union of what they need.
+type Watch struct {
+	Repo name.Repository
+	Need Need
+	// Interval between scans (0: SchedulerOptions.Interval). A repository is scanned at
+	// the shortest interval of its watches, each time give or take the jitter.
+	Interval time.Duration
+}
+
+// Update reports one scan of a repository to SchedulerOptions.OnUpdate.
+type Update struct {
+	Repo        name.Repository
+	Credentials string // the watches' Credentials.ID
+	// Result is the last good result: this scan's when Err is nil, else the one before
+	// (nil when there never was one). A failed scan never replaces it; evaluate policies
+	// when Err is nil.
+	Result *Result
+	Err    error
+	// Triggered is true when the scan ran ahead of schedule (Trigger, a webhook).
+	Triggered bool
+}
+
+// SchedulerOptions configures a Scheduler.
+type SchedulerOptions struct {
+	Interval time.Duration // default DefaultInterval
+	// Jitter spreads scans: each wait is Interval × (1 ± Jitter·random). Default 0.1.
+	Jitter float64
+	// Workers is how many repositories are scanned at once (default DefaultWorkers).
+	Workers int
+	// FailAfter is how many failures in a row mark a repository failed (default 3). A
+	// failing repository is retried after 10s, 20s, 40s... up to its interval, or after
+	// the Retry-After its registry asked for.
+	FailAfter int
+	// OnUpdate receives every scan's outcome, from the scanning goroutine: return quickly.
+	OnUpdate func(Update)
+	Metrics  *Metrics
+}
+
+// Status is a repository's state in the scheduler.
+type Status struct {
+	Repo        name.Repository
+	Credentials string
+	Watches     int
+	LastScan    time.Time
+	LastOK      time.Time
+	NextScan    time.Time
+	Failures    int // in a row
+	Failed      bool
+	LastError   error
+	Tags        int // in the last good result
+}
+
+// Scheduler scans watched repositories at their intervals, highest priority first: a
+// triggered repository goes to the front of the queue at once.
+type Scheduler struct {
+	sc   *Scanner
+	opts SchedulerOptions
+
+	mu     sync.Mutex
+	groups map[string]*group
+	byID   map[string]*group
+	queue  queue
+	wake   chan struct{}
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type group struct {
+	key      string
+	repo     name.Repository
+	cred     Credentials
+	watches  map[string]Watch
+	need     Need
+	interval time.Duration
+
+	due       time.Time
+	prio      int // 1: triggered
+	index     int // in the queue; -1 when not queued
+	running   bool
+	again     bool // triggered while running
+	triggered bool // the running scan was triggered
+
+	last             *Result
+	lastScan, lastOK time.Time
+	failures         int
+	failed           bool
+	lastErr          error
+}
+
+// NewScheduler returns a Scheduler over sc; Start runs it.
+func NewScheduler(sc *Scanner, opts SchedulerOptions) *Scheduler {
+	if opts.Interval <= 0 {
+		opts.Interval = DefaultInterval
+	}
+	if opts.Jitter <= 0 {
+		opts.Jitter = DefaultJitter
+	}
+	opts.Jitter = min(opts.Jitter, 0.9)
+	if opts.Workers <= 0 {
+		opts.Workers = DefaultWorkers
+	}
+	if opts.FailAfter <= 0 {
+		opts.FailAfter = DefaultFailAfter
+	}
+	return &Scheduler{sc: sc, opts: opts, groups: map[string]*group{}, byID: map[string]*group{},
+		wake: make(chan struct{}, 1)}
+}
+
+func groupKey(repo name.Repository, credID string) string { return repo.Name() + "\x00" + credID }
+
+// Watch adds or replaces the watch called id. A repository new to the scheduler is scanned
+// at once.
+func (s *Scheduler) Watch(id string, w Watch) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := groupKey(w.Repo, w.Need.Credentials.ID)
+	if old, ok := s.byID[id]; !ok || old.key != key {
+		s.removeLocked(id)
+	}
+	g, ok := s.groups[key]
+	if !ok {
+		g = &group{key: key, repo: w.Repo, cred: w.Need.Credentials, watches: map[string]Watch{}, index: -1,
+			due: time.Now()}
+		s.groups[key] = g
+		heap.Push(&s.queue, g)
+	}
+	g.watches[id] = w
+	s.byID[id] = g
+	s.merge(g)
+	s.opts.Metrics.setWatched(len(s.groups))
+	s.poke()
+}
+
+// Unwatch removes the watch called id; a repository nobody watches is no longer scanned.
+func (s *Scheduler) Unwatch(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.removeLocked(id)
+	s.opts.Metrics.setWatched(len(s.groups))
+}
+
+func (s *Scheduler) removeLocked(id string) {
+	g, ok := s.byID[id]
+	if !ok {
+		return
+	}
+	delete(s.byID, id)
+	delete(g.watches, id)
+	if len(g.watches) > 0 {
+		s.merge(g)
+		return
+	}
+	delete(s.groups, g.key)
+	if g.index >= 0 {
+		heap.Remove(&s.queue, g.index)
+	}
+}
+
+// merge computes a group's need and interval from its watches.
+func (s *Scheduler) merge(g *group) {
+	var matches []func(string) bool
+	need := Need{Credentials: g.cred}
+	g.interval = 0
+	for _, w := range g.watches {
+		if w.Need.Match != nil {
+			matches = append(matches, w.Need.Match)
+		}
+		need.BuildTime = need.BuildTime || w.Need.BuildTime
+		need.Digest = need.Digest || w.Need.Digest
+		need.Track = append(need.Track, w.Need.Track...)
+		need.TagCap = max(need.TagCap, w.Need.TagCap)
+		iv := w.Interval
+		if iv <= 0 {
+			iv = s.opts.Interval
+		}
+		if g.interval == 0 || iv < g.interval {
+			g.interval = iv
+		}
+	}
+	slices.Sort(need.Track)
+	need.Track = slices.Compact(need.Track)
+	if len(matches) > 0 {
+		need.Match = func(t string) bool {
+			for _, m := range matches {
+				if m(t) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	g.need = need
+	if g.index >= 0 && g.due.After(time.Now().Add(g.interval)) {
+		g.due = time.Now().Add(s.jitter(g.interval))
+		heap.Fix(&s.queue, g.index)
+	}
+}
+
+// Trigger moves every watched group of repo (any credentials) to the front of the queue;
+// one being scanned is scanned again when it finishes. It reports whether repo is watched.
+func (s *Scheduler) Trigger(repo name.Repository) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	found := false
+	prefix := repo.Name() + "\x00"
+	for key, g := range s.groups {
+		if len(key) < len(prefix) || key[:len(prefix)] != prefix {
+			continue
+		}
+		found = true
+		if g.running {
+			g.again = true
+			continue
+		}
+		g.prio, g.due = 1, time.Now()
+		if g.index >= 0 {
+			heap.Fix(&s.queue, g.index)
+		}
+	}
+	if found {
+		s.poke()
+	}
+	return found
+}
+
+// Latest returns the last good result of repo scanned with credentials credID.
+func (s *Scheduler) Latest(repo name.Repository, credID string) (*Result, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, ok := s.groups[groupKey(repo, credID)]
+	if !ok || g.last == nil {
+		return nil, false
+	}
+	return g.last, true
+}
+
+// Status returns every watched repository's state, in no particular order.
+func (s *Scheduler) Status() []Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Status, 0, len(s.groups))
+	for _, g := range s.groups {
+		st := Status{Repo: g.repo, Credentials: g.cred.ID, Watches: len(g.watches), LastScan: g.lastScan,
+			LastOK: g.lastOK, NextScan: g.due, Failures: g.failures, Failed: g.failed, LastError: g.lastErr}
+		if g.last != nil {
+			st.Tags = len(g.last.Tags)
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+func (s *Scheduler) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Start runs the scheduler until ctx ends or Stop is called.
+func (s *Scheduler) Start(ctx context.Context) {
+	ctx, s.cancel = context.WithCancel(ctx)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.run(ctx)
+	}()
+}
+
+// Stop stops scheduling and waits for running scans to end (they are cancelled).
+func (s *Scheduler) Stop() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.wg.Wait()
+}
+
+func (s *Scheduler) run(ctx context.Context) {
+	slots := make(chan struct{}, s.opts.Workers)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		select { // a free worker first, so the best group is chosen when one is free
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		g := s.next(ctx, timer)
+		if g == nil {
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer func() { <-slots; s.wg.Done() }()
+			s.scan(ctx, g)
+		}()
+	}
+}
+
+// next waits for the first due group and marks it running; nil when ctx ends.
+func (s *Scheduler) next(ctx context.Context, timer *time.Timer) *group {
+	for {
+		s.mu.Lock()
+		wait := time.Hour
+		if len(s.queue) > 0 {
+			g := s.queue[0]
+			if d := time.Until(g.due); g.prio > 0 || d <= 0 {
+				heap.Pop(&s.queue)
+				g.running, g.triggered, g.prio = true, g.prio > 0, 0
+				s.mu.Unlock()
+				return g
+			} else {
+				wait = d
+			}
+		}
+		s.mu.Unlock()
+		timer.Reset(wait)
+		select {
+		case <-s.wake:
+		case <-timer.C:
+		case <-ctx.Done():
+			return nil
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+func (s *Scheduler) scan(ctx context.Context, g *group) {
+	s.mu.Lock()
+	need := g.need
+	s.mu.Unlock()
+	res, err := s.sc.Scan(ctx, g.repo, need)
+	if ctx.Err() != nil {
+		return
+	}
+	now := time.Now()
+	s.mu.Lock()
+	g.running, g.lastScan = false, now
+	if err == nil {
+		g.last, g.lastOK, g.failures, g.failed, g.lastErr = res, now, 0, false, nil
+		g.due = now.Add(s.jitter(g.interval))
+	} else {
+		g.failures++
+		g.lastErr = err
+		g.failed = g.failures >= s.opts.FailAfter
+		wait := min(g.interval, firstRetry<<min(g.failures-1, 16))
+		if ra, ok := RetryAfter(err); ok {
+			wait = max(wait, ra)
+		}
+		g.due = now.Add(wait)
+	}
+	if g.again {
+		g.again, g.prio, g.due = false, 1, now
+	}
+	if s.groups[g.key] == g {
+		heap.Push(&s.queue, g)
+	}
+	failed := 0
+	for _, x := range s.groups {
+		if x.failed {
+			failed++
+		}
+	}
+	u := Update{Repo: g.repo, Credentials: g.cred.ID, Result: g.last, Err: err, Triggered: g.triggered}
+	s.mu.Unlock()
+	s.opts.Metrics.setFailing(failed)
+	s.poke()
+	if s.opts.OnUpdate != nil {
+		s.opts.OnUpdate(u)
+	}
+}
+
+func (s *Scheduler) jitter(d time.Duration) time.Duration {
+	f := 1 + s.opts.Jitter*(2*rand.Float64()-1)
+	return time.Duration(float64(d) * f)
+}
+
+// queue is a heap of groups: triggered first, then by due time.
+type queue []*group
+
+func (q queue) Len() int { return len(q) }
+func (q queue) Less(i, j int) bool {
+	if q[i].prio != q[j].prio {
+		return q[i].prio > q[j].prio
+	}
+	return q[i].due.Before(q[j].due)
+}
+func (q queue) Swap(i, j int) { q[i], q[j] = q[j], q[i]; q[i].index = i; q[j].index = j }
+func (q *queue) Push(x any) {
+	g := x.(*group)
+	g.index = len(*q)
+	*q = append(*q, g)
+}
+func (q *queue) Pop() any {
+	old := *q
+	g := old[len(old)-1]
+	old[len(old)-1] = nil
+	*q = old[:len(old)-1]
+	g.index = -1
+	return g
+}

@@ -1,0 +1,243 @@
+package scan
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Retry bounds the retries of one request.
+type Retry struct {
+	// Attempts is the most tries of one request, the first included (default 4).
+	Attempts int
+	// Base and Max bound the exponential backoff between tries (defaults 200ms, 10s); each
+	// wait is drawn uniformly between half and all of min(Max, Base·2^try).
+	Base, Max time.Duration
+}
+
+func (r Retry) withDefaults() Retry {
+	if r.Attempts <= 0 {
+		r.Attempts = 4
+	}
+	if r.Base <= 0 {
+		r.Base = 200 * time.Millisecond
+	}
+	if r.Max <= 0 {
+		r.Max = 10 * time.Second
+	}
+	return r
+}
+
+func (r Retry) backoff(try int) time.Duration {
+	d := r.Base << min(try, 20)
+	if d <= 0 || d > r.Max {
+		d = r.Max
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// stats counts one scan's requests; it travels in the request context.
+type stats struct {
+	requests atomic.Int64
+	waited   atomic.Int64 // nanoseconds spent waiting for the rate limiter
+}
+
+type statsKey struct{}
+
+func withStats(ctx context.Context, st *stats) context.Context {
+	return context.WithValue(ctx, statsKey{}, st)
+}
+
+func statsFrom(ctx context.Context) *stats {
+	st, _ := ctx.Value(statsKey{}).(*stats)
+	return st
+}
+
+// retrying is the scanner's base RoundTripper: every request, the auth handshake's
+// included, takes a token from its host's bucket, gets a deadline, and is retried on 429,
+// 5xx, resets and timeouts within Retry. go-containerregistry's auth transports sit on top.
+type retrying struct {
+	inner   http.RoundTripper
+	limits  *limiters
+	retry   Retry
+	timeout time.Duration // per attempt, body included
+	maxWait time.Duration // longest Retry-After waited inline
+	metrics *Metrics
+}
+
+func (t *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	host := req.URL.Host
+	lim := t.limits.get(host)
+	st := statsFrom(ctx)
+	var last error
+	for try := 0; try < t.retry.Attempts; try++ {
+		if try > 0 {
+			if req.Body != nil && req.GetBody == nil {
+				break // cannot replay the body
+			}
+			d := t.retry.backoff(try - 1)
+			if ra, ok := RetryAfter(last); ok {
+				d = ra
+			}
+			if err := sleep(ctx, d); err != nil {
+				return nil, err
+			}
+		}
+		waited, err := lim.wait(ctx)
+		if waited > 0 {
+			t.metrics.rateLimitWait(host, waited)
+			if st != nil {
+				st.waited.Add(int64(waited))
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		actx, cancel := context.WithTimeout(ctx, t.timeout)
+		out := req.Clone(actx)
+		if req.Body != nil && req.GetBody != nil {
+			if out.Body, err = req.GetBody(); err != nil {
+				cancel()
+				return nil, err
+			}
+		}
+		if st != nil {
+			st.requests.Add(1)
+		}
+		resp, err := t.inner.RoundTrip(out)
+		if err != nil {
+			cancel()
+			t.metrics.request(host, req.Method, "error")
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if !transient(err) {
+				return nil, err
+			}
+			last = cleanNetError(err, t.timeout)
+			continue
+		}
+		t.metrics.request(host, req.Method, strconv.Itoa(resp.StatusCode))
+		switch {
+		case resp.StatusCode == http.StatusTooManyRequests:
+			ra := retryAfter(resp.Header.Get("Retry-After"), time.Now())
+			drain(resp)
+			cancel()
+			lim.throttle()
+			t.metrics.throttled(host, lim.current())
+			last = &StatusError{StatusCode: resp.StatusCode, RetryAfter: ra}
+			if ra > t.maxWait {
+				return nil, last // the scheduler comes back later
+			}
+			continue
+		case resp.StatusCode == http.StatusInternalServerError, resp.StatusCode == http.StatusBadGateway,
+			resp.StatusCode == http.StatusServiceUnavailable, resp.StatusCode == http.StatusGatewayTimeout:
+			ra := retryAfter(resp.Header.Get("Retry-After"), time.Now())
+			drain(resp)
+			cancel()
+			last = &StatusError{StatusCode: resp.StatusCode, RetryAfter: ra}
+			if ra > t.maxWait {
+				return nil, last
+			}
+			continue
+		}
+		lim.recover()
+		resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
+		return resp, nil
+	}
+	if last == nil {
+		last = ErrUnavailable
+	}
+	return nil, &attemptsError{attempts: t.retry.Attempts, last: last}
+}
+
+// transient reports whether a transport error is worth another try: timeouts, resets,
+// refused connections, truncated responses.
+func transient(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// netError is a transport failure without the request's URL.
+type netError struct{ msg string }
+
+func (e *netError) Error() string { return e.msg }
+
+func cleanNetError(err error, timeout time.Duration) error {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+		return &netError{"no response within " + timeout.String()}
+	case errors.Is(err, syscall.ECONNRESET):
+		return &netError{"connection reset by peer"}
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return &netError{"connection refused"}
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return &netError{"connection closed before the response"}
+	}
+	return &netError{"connection failed"}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// retryAfter parses a Retry-After header: seconds or an HTTP date. Zero when absent or
+// unparsable; capped at an hour.
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if n, err := strconv.Atoi(v); err == nil {
+		d = time.Duration(n) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	return max(0, min(d, time.Hour))
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// drain reads a little of a body we discard, so the connection can be reused.
+func drain(resp *http.Response) {
+	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+	resp.Body.Close()
+}
+
+// cancelBody releases an attempt's deadline when the body is closed.
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}
