@@ -64,10 +64,12 @@ func FuzzSelect(f *testing.F) {
 		}
 		rng := rand.New(rand.NewPCG(seed, seed>>7))
 		var cands []Candidate
+		seen := map[string]bool{}
 		for _, tag := range strings.Fields(tagList) {
-			if !isASCII(tag) {
-				continue // tags are ASCII; the reference's regexps work on runes
+			if !isASCII(tag) || seen[tag] {
+				continue // tags are ASCII (the reference's regexps work on runes) and listed once
 			}
+			seen[tag] = true
 			c := Candidate{Tag: tag, Digest: "d:" + tag}
 			if rng.IntN(8) != 0 { // some build times unknown
 				c.Created = at(rng.IntN(12)) // few distinct times: ties happen
