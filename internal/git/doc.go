@@ -1,6 +1,34 @@
-// Package git keeps a local mirror of a repository, commits edits and pushes them through an
-// SSH deploy key (strict host key checking by default), retrying on push races. It is shared
-// by the update and sync sides of imagebot and uses go-git, never a git binary.
+// Package git keeps a local mirror of one branch of a repository, lets a caller edit a working
+// tree of it, and commits and pushes those edits through an SSH deploy key (strict host key
+// checking by default) or HTTPS credentials read from files. It uses go-git, never a git
+// binary, and is shared by the update and sync sides of imagebot.
 //
-// Not built yet: see the git issue.
+// # Layout of the data dir
+//
+//	DIR/mirror     a bare repository: refs/remotes/origin/BRANCH follows the remote (forced,
+//	               so a rewritten upstream history is followed, not merged)
+//	DIR/work       a working tree of the last fetched (or pushed) commit
+//	DIR/work.json  which commit DIR/work holds, and whether an edit was in flight
+//
+// The working tree is kept cheaply: after a fetch only the files that differ between the old
+// and new commit are rewritten; after a crash mid-edit (work.json says so) it is checked out
+// afresh. A mirror that cannot be read is removed and cloned again, and Result says so.
+//
+// # Commits and pushes
+//
+// Repo.Update fetches, brings the working tree to the remote head, calls the edit function,
+// and, when it changed something, commits exactly the changed files on top of that head
+// (trees are rebuilt only along the changed paths, so a cycle costs the same in a repository
+// of 20 files or 20,000) and pushes. A push that loses a race to another writer is retried
+// from the new remote head: fetch, edit again (another writer may have made the same change
+// already, and then nothing is committed), commit, push, up to MaxAttempts with jittered
+// backoff. The checked-out branch is never force-pushed; a separate PushBranch (for review)
+// is rebuilt on the branch head each time and is pushed with force.
+//
+// No empty commits: if the edited files hash to the tree the head already has, nothing is
+// committed.
+//
+// Defaults: Branch "main", MaxAttempts 5, network timeout 60s per fetch or push, backoff
+// 200ms doubling to 5s with ±50% jitter, author and committer "imagebot
+// <imagebot@users.noreply.imagebot.dev>".
 package git

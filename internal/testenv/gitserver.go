@@ -39,7 +39,8 @@ type GitServer struct {
 	// KnownHosts is a known_hosts file holding the server's host key.
 	KnownHosts string
 
-	proc *process
+	proc  *process
+	start func() (*process, error)
 }
 
 // StartGitServer starts Debian's openssh-server in dir, with generated host and deploy keys.
@@ -106,15 +107,29 @@ func StartGitServer(ctx context.Context, dir string) (*GitServer, error) {
 			return nil, fmt.Errorf("git server: %w", err)
 		}
 	}
-	g.proc, err = startProcess(dir, "sshd", sshd, "-D", "-f", cfgPath, "-E", filepath.Join(dir, "sshd.log"))
-	if err != nil {
-		return nil, err
+	g.start = func() (*process, error) {
+		return startProcess(dir, "sshd", sshd, "-D", "-f", cfgPath, "-E", filepath.Join(dir, "sshd.log"))
 	}
-	if err := g.proc.waitFor(ctx, "sshd listening on "+g.Addr, dialCheck(g.Addr)); err != nil {
-		g.Stop()
+	if err := g.Restart(ctx); err != nil {
 		return nil, err
 	}
 	return g, nil
+}
+
+// Restart stops sshd (when running) and starts it again with the same keys, port and
+// repositories, for tests of a server that goes away and comes back.
+func (g *GitServer) Restart(ctx context.Context) error {
+	g.Stop()
+	p, err := g.start()
+	if err != nil {
+		return err
+	}
+	g.proc = p
+	if err := p.waitFor(ctx, "sshd listening on "+g.Addr, dialCheck(g.Addr)); err != nil {
+		p.stop(time.Second)
+		return err
+	}
+	return nil
 }
 
 // writeKeyPair writes a new ed25519 private key (OpenSSH format, mode 0600) to path and its
@@ -314,4 +329,14 @@ func Log(repoPath, branch string) ([]*object.Commit, error) {
 		return nil
 	})
 	return out, err
+}
+
+// ResetBranch points branch of the bare repository at commit, as `git reset --hard commit`
+// followed by `git push -f` would: the way users roll back.
+func ResetBranch(repoPath, branch string, commit plumbing.Hash) error {
+	repo, err := gogit.PlainOpen(repoPath)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", repoPath, err)
+	}
+	return repo.Storer.SetReference(plumbing.NewHashReference(plumbing.NewBranchReferenceName(branch), commit))
 }

@@ -1,0 +1,216 @@
+package git
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/plumbing/transport/http"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+)
+
+// SSHAuth is how to reach a repository over SSH: a deploy key from a file and, by default,
+// strict host key checking against a known_hosts file.
+type SSHAuth struct {
+	User           string // default "git"
+	KeyFile        string // private key: ed25519, ECDSA or RSA, OpenSSH or PEM format
+	PassphraseFile string // optional; the passphrase of an encrypted key
+	KnownHosts     string // known_hosts file; required unless InsecureIgnoreHostKey
+	// InsecureIgnoreHostKey accepts any host key. It exists for throwaway setups only; the
+	// daemon logs a loud warning at every start when it is on.
+	InsecureIgnoreHostKey bool
+}
+
+// HTTPSAuth is how to reach a repository over HTTPS: a token or a user and password, read
+// from files (never from flags).
+type HTTPSAuth struct {
+	Username     string // with a token, any non-empty name works for most hosts; default "git"
+	PasswordFile string // a password or token
+}
+
+// Method builds the go-git auth method. Errors name the file that could not be used.
+func (a SSHAuth) Method() (transport.AuthMethod, error) {
+	user := a.User
+	if user == "" {
+		user = "git"
+	}
+	pass := ""
+	if a.PassphraseFile != "" {
+		b, err := os.ReadFile(a.PassphraseFile)
+		if err != nil {
+			return nil, fmt.Errorf("read ssh key passphrase: %w", err)
+		}
+		pass = strings.TrimRight(string(b), "\r\n")
+	}
+	keys, err := gitssh.NewPublicKeysFromFile(user, a.KeyFile, pass)
+	if err != nil {
+		return nil, fmt.Errorf("load deploy key %s: %w", a.KeyFile, err)
+	}
+	fp := ssh.FingerprintSHA256(keys.Signer.PublicKey())
+	switch {
+	case a.InsecureIgnoreHostKey:
+		keys.HostKeyCallback = ssh.InsecureIgnoreHostKey() //nolint:gosec // explicit opt-out
+	case a.KnownHosts == "":
+		return nil, fmt.Errorf("ssh auth: no known_hosts file given (strict host key checking is the default; set one, or opt out explicitly)")
+	default:
+		cb, err := knownhosts.New(a.KnownHosts)
+		if err != nil {
+			return nil, fmt.Errorf("load known_hosts %s: %w", a.KnownHosts, err)
+		}
+		keys.HostKeyCallback = hostKeyCallback(cb, a.KnownHosts)
+	}
+	return &deployKey{PublicKeys: keys, fingerprint: fp}, nil
+}
+
+// deployKey remembers the key's fingerprint so that errors can name it.
+type deployKey struct {
+	*gitssh.PublicKeys
+	fingerprint string
+}
+
+// hostKeyCallback wraps known_hosts errors with what to do about them.
+func hostKeyCallback(cb ssh.HostKeyCallback, file string) ssh.HostKeyCallback {
+	return func(host string, remote net.Addr, key ssh.PublicKey) error {
+		err := cb(host, remote, key)
+		var ke *knownhosts.KeyError
+		if errors.As(err, &ke) {
+			if len(ke.Want) == 0 {
+				return fmt.Errorf("%w: host key %s %s of %s is not in %s", ErrHostKey, key.Type(), ssh.FingerprintSHA256(key), host, file)
+			}
+			return fmt.Errorf("%w: host key %s %s of %s does not match %s (it may have changed, or this is not the expected server)", ErrHostKey, key.Type(), ssh.FingerprintSHA256(key), host, file)
+		}
+		return err
+	}
+}
+
+// Method builds the go-git auth method.
+func (a HTTPSAuth) Method() (transport.AuthMethod, error) {
+	b, err := os.ReadFile(a.PasswordFile)
+	if err != nil {
+		return nil, fmt.Errorf("read https password or token: %w", err)
+	}
+	user := a.Username
+	if user == "" {
+		user = "git"
+	}
+	return &http.BasicAuth{Username: user, Password: strings.TrimRight(string(b), "\r\n")}, nil
+}
+
+// explainAuth turns transport errors into ones that say what to check, naming the deploy key
+// by fingerprint (never its content).
+func explainAuth(err error, auth transport.AuthMethod) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ErrHostKey) {
+		return err
+	}
+	msg := err.Error()
+	if dk, ok := auth.(*deployKey); ok && (strings.Contains(msg, "unable to authenticate") || errors.Is(err, transport.ErrAuthorizationFailed) || errors.Is(err, transport.ErrAuthenticationRequired)) {
+		return fmt.Errorf("%w: the server refused deploy key %s (is it added to the repository, with write access?): %v", ErrAuth, dk.fingerprint, err)
+	}
+	if errors.Is(err, transport.ErrAuthorizationFailed) || errors.Is(err, transport.ErrAuthenticationRequired) {
+		return fmt.Errorf("%w: %v", ErrAuth, err)
+	}
+	return err
+}
+
+// KeyType names the kinds of deploy key GenerateKey makes.
+type KeyType string
+
+const (
+	KeyEd25519 KeyType = "ed25519"
+	KeyECDSA   KeyType = "ecdsa" // P-256
+	KeyRSA     KeyType = "rsa"   // 4096 bits
+)
+
+// GenerateKey writes a new private key (OpenSSH format, mode 0600) to path and its public
+// half to path.pub, and returns the public key in authorized_keys format. It refuses to
+// overwrite an existing key.
+func GenerateKey(path string, kind KeyType, comment string) (string, error) {
+	var priv any
+	switch kind {
+	case KeyEd25519, "":
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return "", err
+		}
+		priv = k
+	case KeyECDSA:
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return "", err
+		}
+		priv = k
+	case KeyRSA:
+		k, err := rsa.GenerateKey(rand.Reader, 4096)
+		if err != nil {
+			return "", err
+		}
+		priv = k
+	default:
+		return "", fmt.Errorf("generate key: unknown key type %q (want ed25519, ecdsa or rsa)", kind)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, comment)
+	if err != nil {
+		return "", fmt.Errorf("generate key: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("generate key: %w", err)
+	}
+	if _, err := f.Write(pem.EncodeToMemory(block)); err != nil {
+		f.Close()
+		return "", fmt.Errorf("generate key %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("generate key %s: %w", path, err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		return "", err
+	}
+	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))
+	if comment != "" {
+		line += " " + comment
+	}
+	if err := os.WriteFile(path+".pub", []byte(line+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("generate key %s.pub: %w", path, err)
+	}
+	return line, nil
+}
+
+// PublicKey reads a private key file and returns its public half in authorized_keys format
+// and its SHA256 fingerprint, as `ssh-keygen -l` prints it.
+func PublicKey(keyFile, passphraseFile string) (authorized, fingerprint string, err error) {
+	b, err := os.ReadFile(keyFile)
+	if err != nil {
+		return "", "", fmt.Errorf("read key: %w", err)
+	}
+	var signer ssh.Signer
+	if passphraseFile != "" {
+		pass, perr := os.ReadFile(passphraseFile)
+		if perr != nil {
+			return "", "", fmt.Errorf("read key passphrase: %w", perr)
+		}
+		signer, err = ssh.ParsePrivateKeyWithPassphrase(b, []byte(strings.TrimRight(string(pass), "\r\n")))
+	} else {
+		signer, err = ssh.ParsePrivateKey(b)
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("parse key %s: %w", keyFile, err)
+	}
+	pub := signer.PublicKey()
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub))), ssh.FingerprintSHA256(pub), nil
+}

@@ -1,0 +1,173 @@
+package git
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	gogit "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+
+	"imagebot.dev/imagebot/internal/update"
+)
+
+// EditFunc edits the working tree in dir (a checkout of the remote head) and returns what it
+// changed. Update may call it more than once, each time on a fresh checkout of a newer head.
+type EditFunc func(ctx context.Context, dir string) (*update.ChangeSet, error)
+
+// Result is what Update did.
+type Result struct {
+	Base    plumbing.Hash     // the remote head the last attempt started from
+	Commit  plumbing.Hash     // the pushed commit; zero when nothing was committed
+	Changes *update.ChangeSet // the last attempt's changes (empty when nothing changed)
+	// Attempts counts the edits made (1 unless a push lost a race).
+	Attempts int
+}
+
+// Update fetches, brings the working tree to the remote head, runs edit, commits what it
+// changed and pushes. See the package documentation for races and retries.
+func (r *Repo) Update(ctx context.Context, edit EditFunc) (*Result, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res := &Result{}
+	backoff := 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		res.Attempts = attempt
+		head, err := r.fetch(ctx)
+		if err != nil {
+			return res, err
+		}
+		res.Base = head
+		if err := r.moveWorkTree(ctx, head); err != nil {
+			return res, err
+		}
+		commit, cs, err := r.editAndCommit(ctx, head, edit)
+		res.Changes = cs
+		if err != nil || commit.IsZero() {
+			return res, err
+		}
+		err = r.push(ctx, commit)
+		if err == nil {
+			res.Commit = commit
+			if err := r.markPushed(head, commit, cs); err != nil {
+				return res, err
+			}
+			if r.opts.AfterPush != nil {
+				r.opts.AfterPush(Pushed{Commit: commit, Branch: r.pushBranch()})
+			}
+			return res, nil
+		}
+		// Put the working tree back as head has it, then find out whether another writer
+		// moved the branch (a race: edit again on the new head) or the push failed outright.
+		if rerr := r.resetEdits(head, cs); rerr != nil {
+			return res, errors.Join(err, rerr)
+		}
+		newHead, ferr := r.fetch(ctx)
+		if ferr != nil || newHead == head {
+			return res, fmt.Errorf("git push %s %s: %w", r.opts.URL, r.pushBranch(), err)
+		}
+		if attempt >= r.opts.MaxAttempts {
+			return res, fmt.Errorf("git push %s %s: %w (%d attempts; last: %v)", r.opts.URL, r.pushBranch(), ErrPushRace, attempt, err)
+		}
+		jittered := backoff/2 + rand.N(backoff)
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(jittered):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// editAndCommit runs edit on the working tree (at head) and commits its changes.
+func (r *Repo) editAndCommit(ctx context.Context, head plumbing.Hash, edit EditFunc) (plumbing.Hash, *update.ChangeSet, error) {
+	if err := r.writeState(workState{Commit: head.String(), Editing: true}); err != nil {
+		return plumbing.ZeroHash, nil, err
+	}
+	// On an error the working tree stays marked as being edited: what the edit touched is
+	// not known, so the next run checks it out afresh.
+	cs, err := edit(ctx, r.WorkDir())
+	if cs == nil {
+		cs = &update.ChangeSet{}
+	}
+	if err != nil {
+		return plumbing.ZeroHash, cs, err
+	}
+	if cs.Empty() {
+		return plumbing.ZeroHash, cs, r.writeState(workState{Commit: head.String()})
+	}
+	msg, err := r.tmpl.render(cs, r.opts)
+	if err != nil {
+		return plumbing.ZeroHash, cs, err
+	}
+	commit, err := r.commitFiles(head, changedPaths(cs.Files()), msg)
+	if err != nil {
+		return plumbing.ZeroHash, cs, fmt.Errorf("git commit: %w", err)
+	}
+	if commit.IsZero() { // edits that restored what head has: nothing to commit
+		return plumbing.ZeroHash, &update.ChangeSet{}, r.resetEdits(head, cs)
+	}
+	return commit, cs, nil
+}
+
+// resetEdits restores the files cs touched as head has them and records a clean tree.
+func (r *Repo) resetEdits(head plumbing.Hash, cs *update.ChangeSet) error {
+	tree, err := r.tree(head)
+	if err != nil {
+		return err
+	}
+	if err := r.restoreFiles(tree, changedPaths(cs.Files())); err != nil {
+		return fmt.Errorf("restore the working tree: %w", err)
+	}
+	return r.writeState(workState{Commit: head.String()})
+}
+
+// markPushed records what the working tree holds after a push of commit (head plus cs):
+// commit itself when it went to Branch; head again when it went to a separate PushBranch,
+// since the working tree follows Branch.
+func (r *Repo) markPushed(head, commit plumbing.Hash, cs *update.ChangeSet) error {
+	if r.pushBranch() != r.opts.Branch {
+		return r.resetEdits(head, cs)
+	}
+	if err := r.repo.Storer.SetReference(plumbing.NewHashReference(r.trackingRef(), commit)); err != nil {
+		return err
+	}
+	if err := r.writeState(workState{Commit: commit.String()}); err != nil {
+		return err
+	}
+	return r.recordPushed(commit.String(), cs)
+}
+
+func (r *Repo) pushBranch() string {
+	if r.opts.PushBranch != "" {
+		return r.opts.PushBranch
+	}
+	return r.opts.Branch
+}
+
+// push sends commit to the push branch: a fast-forward of Branch, or a forced update of a
+// separate PushBranch (imagebot's own).
+func (r *Repo) push(ctx context.Context, commit plumbing.Hash) error {
+	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+	defer cancel()
+	local := plumbing.ReferenceName("refs/imagebot/push")
+	if err := r.repo.Storer.SetReference(plumbing.NewHashReference(local, commit)); err != nil {
+		return err
+	}
+	spec := fmt.Sprintf("%s:%s", local, plumbing.NewBranchReferenceName(r.pushBranch()))
+	force := r.pushBranch() != r.opts.Branch
+	if force {
+		spec = "+" + spec
+	}
+	err := r.repo.PushContext(ctx, &gogit.PushOptions{
+		RemoteName: remoteName, RefSpecs: []config.RefSpec{config.RefSpec(spec)},
+		Auth: r.opts.Auth, Options: r.opts.PushOptions, Force: force,
+	})
+	if errors.Is(err, gogit.NoErrAlreadyUpToDate) {
+		return nil
+	}
+	return explainAuth(err, r.opts.Auth)
+}
