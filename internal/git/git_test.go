@@ -398,7 +398,9 @@ func TestCrashMidEditConverges(t *testing.T) {
 }
 
 // panicLike simulates the rest of a killed process's edit: a second file half-written.
-func panicLike(dir string) { os.WriteFile(filepath.Join(dir, "apps", "flask.yaml"), []byte("kind: Deploy"), 0o644) }
+func panicLike(dir string) {
+	os.WriteFile(filepath.Join(dir, "apps", "flask.yaml"), []byte("kind: Deploy"), 0o644)
+}
 
 func TestServerStoppedMidPush(t *testing.T) {
 	w := newWorld(t, seed(t))
