@@ -233,3 +233,91 @@ func FuzzQuote(f *testing.F) {
 		}
 	})
 }
+
+// FuzzEditShapes builds workloads from fuzzed pieces (indentation, quoting, line endings,
+// comments, multi-byte text before the value on its line, anchors elsewhere) so the editor's
+// byte arithmetic is exercised on valid YAML, and checks the same invariants as FuzzEdit.
+func FuzzEditShapes(f *testing.F) {
+	f.Add(uint8(2), uint8(0), false, "keep me", "héllo ✓", "1.2.4", true)
+	f.Add(uint8(4), uint8(1), true, "", "\t", "v2", false)
+	f.Add(uint8(3), uint8(2), true, "# nested", "日本語", "1.20", true)
+	f.Fuzz(func(t *testing.T, indent, style uint8, crlf bool, comment, before, tag string, finalNL bool) {
+		ind := strings.Repeat(" ", int(indent%6)+1)
+		quote := func(s string) string {
+			switch style % 3 {
+			case 1:
+				return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+			case 2:
+				return doubleQuote(s)
+			}
+			return s
+		}
+		c := strings.Map(func(r rune) rune {
+			if r == '\n' || r == '\r' || r == 0x85 || r == 0x2028 || r == 0x2029 || r < 0x20 || !printable(r) {
+				return -1
+			}
+			return r
+		}, comment)
+		if c != "" {
+			c = " # " + c
+		}
+		if !utf8Valid(before) {
+			before = "x"
+		}
+		lines := []string{
+			"apiVersion: apps/v1",
+			"kind: Deployment",
+			"metadata:",
+			ind + "name: app",
+			ind + "annotations:",
+			ind + ind + `imagebot.dev/automated: "true"`,
+			ind + ind + "note: &n " + doubleQuote(before),
+			"spec:",
+			ind + "template:",
+			ind + ind + "spec:",
+			ind + ind + ind + "containers:",
+			ind + ind + ind + "- name: app",
+			ind + ind + ind + "  image: " + quote("ghcr.io/org/app:1.0.0") + c,
+			ind + ind + ind + "- {name: " + doubleQuote(before) + ", image: " + quote("ghcr.io/org/side:1.0.0") + "}" + c,
+			ind + ind + ind + "- name: third",
+			ind + ind + ind + "  env: [{name: X, value: *n}]",
+			ind + ind + ind + "  image: " + quote("ghcr.io/org/third@sha256:"+strings.Repeat("0", 64)),
+		}
+		eol := "\n"
+		if crlf {
+			eol = "\r\n"
+		}
+		doc := strings.Join(lines, eol)
+		if finalNL {
+			doc += eol
+		}
+		data := []byte(doc)
+		fd := testFinder()
+		targets, probs := fd.FindBytes("f.yaml", data)
+		if len(targets) != 3 {
+			t.Fatalf("want 3 targets, got %d (%v) in\n%s", len(targets), probs, doc)
+		}
+		nt := fuzzTag(tag)
+		var ds []Decision
+		for _, tg := range targets {
+			p := splitRef(tg.Image)
+			if p.Digest != "" {
+				p.Digest = "sha256:" + strings.Repeat("f", 64)
+			} else {
+				p.Tag = nt
+			}
+			ref, err := name.ParseReference(p.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ds = append(ds, Decision{Target: tg, Image: ref})
+		}
+		out, changes, err := fd.EditBytes("f.yaml", data, ds)
+		if err != nil {
+			t.Fatalf("edit failed: %v\n%s", err, doc)
+		}
+		checkEdit(t, fd, data, out, targets, changes)
+	})
+}
+
+func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }
