@@ -224,3 +224,19 @@ func TestTextMarshaling(t *testing.T) {
 		t.Errorf("Unmarshal of a bad spec: %v, want ErrInvalid", err)
 	}
 }
+
+// The specs shown in doc.go parse.
+func TestDocSpecsParse(t *testing.T) {
+	for _, spec := range []string{
+		"glob:develop-v*", "semver:~1.2", "semver:>=1.2.3-0 <2",
+		`regex:^main-(\d+)-[0-9a-f]+$;order=numerical:$1;exclude=*-debug;min-age=1h`,
+		`regex:^main-[0-9a-f]+-(?P<ts>\d+)$;order=numerical:$ts`,
+		`regex:^app-(v?\d+\.\d+\.\d+)$;order=semver:$1;range=^2`,
+		"glob:*;order=alphabetical:desc", "glob:*;exclude=*.sig,*.att,sha256-*",
+		`regex:^v\d{1,3}$`, "semver:>=1.2, <2",
+	} {
+		if _, err := Parse(spec); err != nil {
+			t.Errorf("doc example: %v", err)
+		}
+	}
+}
