@@ -56,6 +56,13 @@ func (fr *FaultRule) next() *Fault {
 	return fr.Then
 }
 
+// Seen returns how many requests the rule matched.
+func (fr *FaultRule) Seen() int {
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
+	return fr.n
+}
+
 // FaultRequest is one request the proxy saw and what it answered.
 type FaultRequest struct {
 	Method, Path, Query string

@@ -1,0 +1,195 @@
+package scan_test
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"imagebot.dev/imagebot/internal/scan"
+	"imagebot.dev/imagebot/internal/testenv"
+)
+
+func pathHas(s string) func(*http.Request) bool {
+	return func(r *http.Request) bool { return strings.Contains(r.URL.Path, s) }
+}
+
+func times(n int, f testenv.Fault) []testenv.Fault {
+	out := make([]testenv.Fault, n)
+	for i := range out {
+		out[i] = f
+	}
+	return out
+}
+
+func tagsBody(n int, name func(i int) string) []byte {
+	var b strings.Builder
+	b.WriteString(`{"name":"faulty","tags":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%q", name(i))
+	}
+	b.WriteString("]}")
+	return []byte(b.String())
+}
+
+// TestFaults runs the scanner against the real distribution registry behind the fault
+// proxy: each fault gives a clear error (or a per-tag error), bounded retries, nothing
+// cached from the bad response, and a healthy repository beside it scans normally.
+func TestFaults(t *testing.T) {
+	env := testenv.New(t, testenv.Options{Registry: true})
+	reg := env.Registry
+	ctx := ctxT(t)
+	for _, repo := range []string{"faulty", "other"} {
+		if _, err := reg.Push(ctx, repo, "v1", testenv.ImageSpec{Created: base}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.Push(ctx, repo, "v2", testenv.ImageSpec{Created: base.Add(time.Hour), Platforms: multiArch}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proxy := testenv.StartFaultProxy(reg.Host)
+	defer proxy.Close()
+	list := pathHas("/v2/faulty/tags/list")
+	blobs := pathHas("/v2/faulty/blobs/")
+	manifests := pathHas("/v2/faulty/manifests/")
+	status := func(code int, h ...string) testenv.Fault {
+		f := testenv.Fault{Status: code, Header: http.Header{}, Body: []byte(`{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}`)}
+		for i := 0; i+1 < len(h); i += 2 {
+			f.Header.Set(h[i], h[i+1])
+		}
+		return f
+	}
+	const attempts = 4
+	cases := []struct {
+		name    string
+		rule    *testenv.FaultRule
+		wantErr error  // nil: the scan succeeds
+		errText string // in the error
+		tagErr  string // a tag whose metadata fails (scan succeeds)
+		maxReq  int    // most requests the rule's path may see
+		minTime time.Duration
+		timeout time.Duration // per request, default 300ms
+	}{
+		{name: "429 with Retry-After, then fine", rule: &testenv.FaultRule{Match: list, Faults: []testenv.Fault{status(429, "Retry-After", "1")}},
+			maxReq: 2, minTime: time.Second},
+		{name: "429 asking for longer than MaxRetryAfter", rule: &testenv.FaultRule{Match: list, Then: ptr(status(429, "Retry-After", "60"))},
+			wantErr: scan.ErrRateLimited, errText: "list tags: 429 Too Many Requests (retry in 1m0s)", maxReq: 1},
+		{name: "429 without Retry-After", rule: &testenv.FaultRule{Match: list, Then: ptr(status(429))},
+			wantErr: scan.ErrRateLimited, errText: "429 Too Many Requests (after 4 attempts)", maxReq: attempts},
+		{name: "500 every time", rule: &testenv.FaultRule{Match: list, Then: ptr(status(500))},
+			wantErr: scan.ErrUnavailable, errText: "list tags: 500 Internal Server Error (after 4 attempts)", maxReq: attempts},
+		{name: "503 twice, then fine", rule: &testenv.FaultRule{Match: list, Faults: times(2, status(503))}, maxReq: 3},
+		// Go's transport itself retries an idempotent request once when a reused
+		// connection breaks, so a reset costs up to two requests per attempt.
+		{name: "connection reset", rule: &testenv.FaultRule{Match: list, Then: &testenv.Fault{Reset: true}},
+			wantErr: scan.ErrUnavailable, errText: "connection reset by peer (after 4 attempts)", maxReq: 2 * attempts},
+		{name: "slower than the deadline", rule: &testenv.FaultRule{Match: list, Then: &testenv.Fault{Delay: 3 * time.Second}},
+			wantErr: scan.ErrUnavailable, errText: "no response within 300ms (after 4 attempts)", maxReq: attempts},
+		{name: "malformed JSON", rule: &testenv.FaultRule{Match: list, Then: &testenv.Fault{Rewrite: func([]byte) []byte { return []byte(`{"tags":["v1",`) }}},
+			wantErr: scan.ErrBadResponse, errText: "list tags: bad response: tag list is not valid JSON", maxReq: 1},
+		{name: "Link header that loops", rule: &testenv.FaultRule{Match: list, Then: &testenv.Fault{
+			AddHeader: http.Header{"Link": {`</v2/faulty/tags/list>; rel="next"`}}}},
+			wantErr: scan.ErrBadResponse, errText: "Link header loops back to /v2/faulty/tags/list", maxReq: 2},
+		{name: "Link header to another host", rule: &testenv.FaultRule{Match: list, Then: &testenv.Fault{
+			AddHeader: http.Header{"Link": {`<http://203.0.113.9/v2/faulty/tags/list?last=v2>; rel="next"`}}}},
+			wantErr: scan.ErrBadResponse, errText: `Link header leads to another host "203.0.113.9"`, maxReq: 1},
+		{name: "huge tag list", rule: &testenv.FaultRule{Match: list, Then: &testenv.Fault{
+			Rewrite: func([]byte) []byte { return tagsBody(60000, func(i int) string { return fmt.Sprintf("tag-%06d", i) }) }}},
+			wantErr: scan.ErrTagCap, errText: "list tags: tag cap reached: more than 50000 tags", maxReq: 1,
+			timeout: 10 * time.Second},
+		{name: "invalid tag names", rule: &testenv.FaultRule{Match: list, Then: &testenv.Fault{
+			Rewrite: func([]byte) []byte { return []byte(`{"name":"faulty","tags":["v1","../../etc/passwd","v2"]}`) }}},
+			wantErr: scan.ErrBadResponse, errText: `invalid tag name "../../etc/passwd"`, maxReq: 1},
+		{name: "manifest whose config blob is missing", rule: &testenv.FaultRule{Match: blobs, Then: ptr(status(404))},
+			tagErr: "v1", maxReq: 2},
+		{name: "malformed manifest", rule: &testenv.FaultRule{Match: manifests, Then: &testenv.Fault{
+			Rewrite: func([]byte) []byte { return []byte(`{"schemaVersion":2,`) }}},
+			tagErr: "v1", maxReq: 4},
+		{name: "manifest slower than the deadline", rule: &testenv.FaultRule{Match: manifests, Then: &testenv.Fault{Delay: 3 * time.Second}},
+			wantErr: scan.ErrUnavailable, errText: "describe v", maxReq: 2 * attempts},
+	}
+	need := scan.Need{Match: func(string) bool { return true }, BuildTime: true}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			proxy.Reset()
+			rule := tc.rule
+			proxy.Add(rule)
+			timeout := 300 * time.Millisecond
+			if tc.timeout > 0 {
+				timeout = tc.timeout
+			}
+			sc := scan.New(scan.Options{RequestTimeout: timeout,
+				Retry: scan.Retry{Base: 20 * time.Millisecond, Max: 100 * time.Millisecond}})
+			faulty, other := repoOf(t, proxy.Host, "faulty"), repoOf(t, proxy.Host, "other")
+
+			var wg sync.WaitGroup
+			var otherErr error
+			var otherRes *scan.Result
+			wg.Add(1)
+			go func() { // the healthy neighbour, at the same time, through the same scanner
+				defer wg.Done()
+				otherRes, otherErr = sc.Scan(ctxT(t), other, need)
+			}()
+			start := time.Now()
+			res, err := sc.Scan(ctxT(t), faulty, need)
+			took := time.Since(start)
+			wg.Wait()
+			if otherErr != nil || len(otherRes.Images) != 2 {
+				t.Errorf("the healthy repository was affected: %v, %+v", otherErr, otherRes)
+			}
+			if took > 10*time.Second {
+				t.Errorf("scan took %s: retries are not bounded", took)
+			}
+			if took < tc.minTime {
+				t.Errorf("scan took %s, want at least %s (Retry-After)", took, tc.minTime)
+			}
+			if n := rule.Seen(); n > tc.maxReq {
+				t.Errorf("the faulty path saw %d requests, want at most %d", n, tc.maxReq)
+			}
+			switch {
+			case tc.wantErr != nil:
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tc.wantErr)
+				}
+				if !strings.HasPrefix(err.Error(), "scan "+faulty.Name()+": ") || !strings.Contains(err.Error(), tc.errText) {
+					t.Errorf("err = %q, want it to start with the repository and say %q", err, tc.errText)
+				}
+			case tc.tagErr != "":
+				if err != nil {
+					t.Fatalf("a broken tag failed the scan: %v", err)
+				}
+				if res.TagErrors[tc.tagErr] == nil {
+					t.Errorf("TagErrors = %v, want %s", res.TagErrors, tc.tagErr)
+				}
+				if _, ok := res.Images[tc.tagErr]; ok {
+					t.Errorf("broken tag %s was described: %+v", tc.tagErr, res.Images[tc.tagErr])
+				}
+			default:
+				if err != nil {
+					t.Fatalf("err = %v, want success after retries", err)
+				}
+				if len(res.Tags) != 2 || len(res.Images) != 2 {
+					t.Errorf("result = %+v", res)
+				}
+			}
+			// Nothing was cached from the bad response: without faults the same scanner
+			// finds both tags and their build times.
+			proxy.Reset()
+			res, err = sc.Scan(ctxT(t), faulty, need)
+			if err != nil {
+				t.Fatalf("after the fault: %v", err)
+			}
+			if len(res.Tags) != 2 || !res.Images["v1"].Created.Equal(base) || !res.Images["v2"].Created.Equal(base.Add(time.Hour)) {
+				t.Errorf("after the fault: tags %v images %+v", res.Tags, res.Images)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
