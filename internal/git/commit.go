@@ -24,8 +24,15 @@ type fileUpdate struct {
 }
 
 // commitFiles commits the working tree's versions of paths on top of parent and returns the
-// new commit, or the zero hash when the files are as parent has them (no empty commits).
-func (r *Repo) commitFiles(parent plumbing.Hash, paths []string, msg string) (plumbing.Hash, error) {
+// new commit, or the zero hash when the files are as parent has them (no empty commits),
+// and the objects it stored (what a push must send).
+func (r *Repo) commitFiles(parent plumbing.Hash, paths []string, msg string) (plumbing.Hash, []plumbing.Hash, error) {
+	var stored []plumbing.Hash
+	commit, err := r.buildCommit(parent, paths, msg, &stored)
+	return commit, stored, err
+}
+
+func (r *Repo) buildCommit(parent plumbing.Hash, paths []string, msg string, stored *[]plumbing.Hash) (plumbing.Hash, error) {
 	parentCommit, err := r.repo.CommitObject(parent)
 	if err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("read commit %s: %w", parent, err)
@@ -36,13 +43,13 @@ func (r *Repo) commitFiles(parent plumbing.Hash, paths []string, msg string) (pl
 	}
 	updates := map[string]fileUpdate{}
 	for _, p := range paths {
-		u, err := r.storeWorkFile(base, p)
+		u, err := r.storeWorkFile(base, p, stored)
 		if err != nil {
 			return plumbing.ZeroHash, err
 		}
 		updates[p] = u
 	}
-	treeHash, err := r.writeTree(base, updates)
+	treeHash, err := r.writeTree(base, updates, stored)
 	if err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("write tree: %w", err)
 	}
@@ -68,7 +75,15 @@ func (r *Repo) commitFiles(parent plumbing.Hash, paths []string, msg string) (pl
 	if err := c.Encode(obj); err != nil {
 		return plumbing.ZeroHash, err
 	}
-	return r.repo.Storer.SetEncodedObject(obj)
+	return r.store(obj, stored)
+}
+
+func (r *Repo) store(obj plumbing.EncodedObject, stored *[]plumbing.Hash) (plumbing.Hash, error) {
+	h, err := r.repo.Storer.SetEncodedObject(obj)
+	if err == nil {
+		*stored = append(*stored, h)
+	}
+	return h, err
 }
 
 func signCommit(c *object.Commit, key *openpgp.Entity) (string, error) {
@@ -88,7 +103,7 @@ func signCommit(c *object.Commit, key *openpgp.Entity) (string, error) {
 }
 
 // storeWorkFile stores the working tree's file p as a blob, keeping the mode base has for it.
-func (r *Repo) storeWorkFile(base *object.Tree, p string) (fileUpdate, error) {
+func (r *Repo) storeWorkFile(base *object.Tree, p string, stored *[]plumbing.Hash) (fileUpdate, error) {
 	full, err := r.workPath(p)
 	if err != nil {
 		return fileUpdate{}, err
@@ -131,14 +146,14 @@ func (r *Repo) storeWorkFile(base *object.Tree, p string) (fileUpdate, error) {
 	if err := w.Close(); err != nil {
 		return fileUpdate{}, err
 	}
-	h, err := r.repo.Storer.SetEncodedObject(obj)
+	h, err := r.store(obj, stored)
 	return fileUpdate{hash: h, mode: mode}, err
 }
 
 // writeTree stores the trees of base with updates applied, rewriting only the trees along
 // the updated paths, and returns the new root tree's hash (base's own hash when nothing
 // changed). A directory left empty disappears, as git has no empty trees.
-func (r *Repo) writeTree(base *object.Tree, updates map[string]fileUpdate) (plumbing.Hash, error) {
+func (r *Repo) writeTree(base *object.Tree, updates map[string]fileUpdate, stored *[]plumbing.Hash) (plumbing.Hash, error) {
 	entries := map[string]object.TreeEntry{}
 	if base != nil {
 		for _, e := range base.Entries {
@@ -170,7 +185,7 @@ func (r *Repo) writeTree(base *object.Tree, updates map[string]fileUpdate) (plum
 			}
 			child = t
 		}
-		h, err := r.writeTree(child, ups)
+		h, err := r.writeTree(child, ups, stored)
 		if err != nil {
 			return plumbing.ZeroHash, err
 		}
@@ -202,7 +217,7 @@ func (r *Repo) writeTree(base *object.Tree, updates map[string]fileUpdate) (plum
 	if base != nil && obj.Hash() == base.Hash {
 		return base.Hash, nil
 	}
-	return r.repo.Storer.SetEncodedObject(obj)
+	return r.store(obj, stored)
 }
 
 // changedPaths is the slash-separated, de-duplicated list of files a change set touched.

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"imagebot.dev/imagebot/internal/git"
@@ -37,7 +39,12 @@ func newWorld(t *testing.T, files map[string]string) *world {
 		auth: git.SSHAuth{User: env.Git.User, KeyFile: env.Git.DeployKey, KnownHosts: env.Git.KnownHosts}}
 }
 
-func (w *world) open(t *testing.T, dir string, mod func(*git.Options)) *git.Repo {
+// open opens a Repo for the world's repository in dir; t may be nil (benchmarks), then
+// errors panic.
+func (w *world) open(t testing.TB, dir string, mod func(*git.Options)) *git.Repo {
+	if t == nil {
+		t = panicTB{}
+	}
 	t.Helper()
 	auth, err := w.auth.Method()
 	if err != nil {
@@ -55,6 +62,11 @@ func (w *world) open(t *testing.T, dir string, mod func(*git.Options)) *git.Repo
 	}
 	return r
 }
+
+type panicTB struct{ testing.TB }
+
+func (panicTB) Helper()           {}
+func (panicTB) Fatal(args ...any) { panic(fmt.Sprint(args...)) }
 
 func seed(t *testing.T) map[string]string {
 	b, err := os.ReadFile("testdata/fluxdemo.yaml")
@@ -527,5 +539,27 @@ func TestShallowMirror(t *testing.T) {
 	}
 	if got, _ := testenv.ReadFile(w.path, "main", "n.txt"); got != "later" {
 		t.Errorf("n.txt = %q", got)
+	}
+}
+
+func TestSignedCommits(t *testing.T) {
+	w := newWorld(t, seed(t))
+	key, err := openpgp.NewEntity("imagebot", "", "bot@example.com", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := w.open(t, t.TempDir(), func(o *git.Options) { o.SigningKey = key })
+	if _, err := r.Update(ctxT(t), setImage("nginx", "nginx:1.17")); err != nil {
+		t.Fatal(err)
+	}
+	head, _ := testenv.Head(w.path, "main")
+	var pub strings.Builder
+	aw, _ := armor.Encode(&pub, openpgp.PublicKeyType, nil)
+	if err := key.Serialize(aw); err != nil {
+		t.Fatal(err)
+	}
+	aw.Close()
+	if _, err := head.Verify(pub.String()); err != nil {
+		t.Errorf("signature does not verify: %v\n%s", err, head.PGPSignature)
 	}
 }

@@ -1,15 +1,20 @@
 package git
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"time"
 
-	gogit "github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/plumbing/transport/client"
 
 	"imagebot.dev/imagebot/internal/update"
 )
@@ -44,12 +49,12 @@ func (r *Repo) Update(ctx context.Context, edit EditFunc) (*Result, error) {
 		if err := r.moveWorkTree(ctx, head); err != nil {
 			return res, err
 		}
-		commit, cs, err := r.editAndCommit(ctx, head, edit)
+		commit, objects, cs, err := r.editAndCommit(ctx, head, edit)
 		res.Changes = cs
 		if err != nil || commit.IsZero() {
 			return res, err
 		}
-		err = r.push(ctx, commit)
+		err = r.push(ctx, head, commit, objects)
 		if err == nil {
 			res.Commit = commit
 			if err := r.markPushed(head, commit, cs); err != nil {
@@ -65,9 +70,11 @@ func (r *Repo) Update(ctx context.Context, edit EditFunc) (*Result, error) {
 		if rerr := r.resetEdits(head, cs); rerr != nil {
 			return res, errors.Join(err, rerr)
 		}
-		newHead, ferr := r.fetch(ctx)
-		if ferr != nil || newHead == head {
-			return res, fmt.Errorf("git push %s %s: %w", r.opts.URL, r.pushBranch(), err)
+		if !errors.Is(err, errRaced) {
+			newHead, ferr := r.fetch(ctx)
+			if ferr != nil || newHead == head {
+				return res, fmt.Errorf("git push %s %s: %w", r.opts.URL, r.pushBranch(), err)
+			}
 		}
 		if attempt >= r.opts.MaxAttempts {
 			return res, fmt.Errorf("git push %s %s: %w (%d attempts; last: %v)", r.opts.URL, r.pushBranch(), ErrPushRace, attempt, err)
@@ -83,9 +90,9 @@ func (r *Repo) Update(ctx context.Context, edit EditFunc) (*Result, error) {
 }
 
 // editAndCommit runs edit on the working tree (at head) and commits its changes.
-func (r *Repo) editAndCommit(ctx context.Context, head plumbing.Hash, edit EditFunc) (plumbing.Hash, *update.ChangeSet, error) {
+func (r *Repo) editAndCommit(ctx context.Context, head plumbing.Hash, edit EditFunc) (plumbing.Hash, []plumbing.Hash, *update.ChangeSet, error) {
 	if err := r.writeState(workState{Commit: head.String(), Editing: true}); err != nil {
-		return plumbing.ZeroHash, nil, err
+		return plumbing.ZeroHash, nil, nil, err
 	}
 	// On an error the working tree stays marked as being edited: what the edit touched is
 	// not known, so the next run checks it out afresh.
@@ -94,23 +101,23 @@ func (r *Repo) editAndCommit(ctx context.Context, head plumbing.Hash, edit EditF
 		cs = &update.ChangeSet{}
 	}
 	if err != nil {
-		return plumbing.ZeroHash, cs, err
+		return plumbing.ZeroHash, nil, cs, err
 	}
 	if cs.Empty() {
-		return plumbing.ZeroHash, cs, r.writeState(workState{Commit: head.String()})
+		return plumbing.ZeroHash, nil, cs, r.writeState(workState{Commit: head.String()})
 	}
 	msg, err := r.tmpl.render(cs, r.opts)
 	if err != nil {
-		return plumbing.ZeroHash, cs, err
+		return plumbing.ZeroHash, nil, cs, err
 	}
-	commit, err := r.commitFiles(head, changedPaths(cs.Files()), msg)
+	commit, objects, err := r.commitFiles(head, changedPaths(cs.Files()), msg)
 	if err != nil {
-		return plumbing.ZeroHash, cs, fmt.Errorf("git commit: %w", err)
+		return plumbing.ZeroHash, nil, cs, fmt.Errorf("git commit: %w", err)
 	}
 	if commit.IsZero() { // edits that restored what head has: nothing to commit
-		return plumbing.ZeroHash, &update.ChangeSet{}, r.resetEdits(head, cs)
+		return plumbing.ZeroHash, nil, &update.ChangeSet{}, r.resetEdits(head, cs)
 	}
-	return commit, cs, nil
+	return commit, objects, cs, nil
 }
 
 // resetEdits restores the files cs touched as head has them and records a clean tree.
@@ -148,26 +155,68 @@ func (r *Repo) pushBranch() string {
 	return r.opts.Branch
 }
 
-// push sends commit to the push branch: a fast-forward of Branch, or a forced update of a
-// separate PushBranch (imagebot's own).
-func (r *Repo) push(ctx context.Context, commit plumbing.Hash) error {
+// errRaced: the remote branch is no longer at the commit the edit started from.
+var errRaced = errors.New("the remote branch moved (another writer pushed first)")
+
+// push sends commit to the push branch with exactly the objects built for it (the remote has
+// the rest: they are reachable from base), so a push costs the same in a small or a huge
+// repository. Branch is updated only if it is still at base (a fast-forward, never a force);
+// a separate PushBranch, imagebot's own, is overwritten.
+func (r *Repo) push(ctx context.Context, base, commit plumbing.Hash, objects []plumbing.Hash) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
-	local := plumbing.ReferenceName("refs/imagebot/push")
-	if err := r.repo.Storer.SetReference(plumbing.NewHashReference(local, commit)); err != nil {
+	ep, err := transport.NewEndpoint(r.opts.URL)
+	if err != nil {
 		return err
 	}
-	spec := fmt.Sprintf("%s:%s", local, plumbing.NewBranchReferenceName(r.pushBranch()))
-	force := r.pushBranch() != r.opts.Branch
-	if force {
-		spec = "+" + spec
+	cl, err := client.NewClient(ep)
+	if err != nil {
+		return err
 	}
-	err := r.repo.PushContext(ctx, &gogit.PushOptions{
-		RemoteName: remoteName, RefSpecs: []config.RefSpec{config.RefSpec(spec)},
-		Auth: r.opts.Auth, Options: r.opts.PushOptions, Force: force,
-	})
-	if errors.Is(err, gogit.NoErrAlreadyUpToDate) {
-		return nil
+	sess, err := cl.NewReceivePackSession(ep, r.opts.Auth)
+	if err != nil {
+		return explainAuth(err, r.opts.Auth)
 	}
-	return explainAuth(err, r.opts.Auth)
+	defer func() { err = errors.Join(err, sess.Close()) }()
+	ar, err := sess.AdvertisedReferencesContext(ctx)
+	if err != nil {
+		return explainAuth(err, r.opts.Auth)
+	}
+	refs, err := ar.AllReferences()
+	if err != nil {
+		return err
+	}
+	target := plumbing.NewBranchReferenceName(r.pushBranch())
+	old := plumbing.ZeroHash
+	if ref, err := refs.Reference(target); err == nil {
+		old = ref.Hash()
+	}
+	if r.pushBranch() == r.opts.Branch && old != base {
+		return errRaced
+	}
+	req := packp.NewReferenceUpdateRequestFromCapabilities(ar.Capabilities)
+	if len(r.opts.PushOptions) > 0 {
+		if !ar.Capabilities.Supports(capability.PushOptions) {
+			return fmt.Errorf("the server does not accept push options")
+		}
+		_ = req.Capabilities.Set(capability.PushOptions)
+		for k, v := range r.opts.PushOptions {
+			req.Options = append(req.Options, &packp.Option{Key: k, Value: v})
+		}
+	}
+	req.Commands = []*packp.Command{{Name: target, Old: old, New: commit}}
+	var pack bytes.Buffer
+	enc := packfile.NewEncoder(&pack, r.repo.Storer, !ar.Capabilities.Supports(capability.OFSDelta))
+	if _, err := enc.Encode(objects, 10); err != nil {
+		return fmt.Errorf("pack %d objects: %w", len(objects), err)
+	}
+	req.Packfile = io.NopCloser(&pack)
+	status, err := sess.ReceivePack(ctx, req)
+	if err != nil {
+		return explainAuth(err, r.opts.Auth)
+	}
+	if status != nil {
+		return status.Error()
+	}
+	return nil
 }
