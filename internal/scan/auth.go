@@ -121,8 +121,14 @@ func parseDockerConfig(data []byte, legacy bool) ([]authEntry, error) {
 		}
 		auths = doc.Auths
 	}
+	keys := make([]string, 0, len(auths))
+	for k := range auths {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // deterministic order (and ID) within one config
 	entries := make([]authEntry, 0, len(auths))
-	for key, raw := range auths {
+	for _, key := range keys {
+		raw := auths[key]
 		var a struct {
 			Auth          string `json:"auth"`
 			Username      string `json:"username"`

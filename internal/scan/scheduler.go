@@ -17,9 +17,7 @@ const (
 	DefaultJitter    = 0.1
 	DefaultWorkers   = 4
 	DefaultFailAfter = 3
-	// firstRetry is the wait after a first failure; it doubles per failure up to the
-	// interval.
-	firstRetry = 10 * time.Second
+	DefaultRetryBase = 10 * time.Second
 )
 
 // Watch is one consumer's interest in a repository: typically one container of one
@@ -53,10 +51,11 @@ type SchedulerOptions struct {
 	Jitter float64
 	// Workers is how many repositories are scanned at once (default DefaultWorkers).
 	Workers int
-	// FailAfter is how many failures in a row mark a repository failed (default 3). A
-	// failing repository is retried after 10s, 20s, 40s... up to its interval, or after
-	// the Retry-After its registry asked for.
+	// FailAfter is how many failures in a row mark a repository failed (default 3).
 	FailAfter int
+	// RetryBase is the wait after a first failure (default 10s); it doubles per failure up
+	// to the repository's interval, or is the Retry-After its registry asked for if longer.
+	RetryBase time.Duration
 	// OnUpdate receives every scan's outcome, from the scanning goroutine: return quickly.
 	OnUpdate func(Update)
 	Metrics  *Metrics
@@ -128,6 +127,9 @@ func NewScheduler(sc *Scanner, opts SchedulerOptions) *Scheduler {
 	}
 	if opts.FailAfter <= 0 {
 		opts.FailAfter = DefaultFailAfter
+	}
+	if opts.RetryBase <= 0 {
+		opts.RetryBase = DefaultRetryBase
 	}
 	return &Scheduler{sc: sc, opts: opts, groups: map[string]*group{}, byID: map[string]*group{},
 		wake: make(chan struct{}, 1)}
@@ -375,7 +377,7 @@ func (s *Scheduler) scan(ctx context.Context, g *group) {
 		g.failures++
 		g.lastErr = err
 		g.failed = g.failures >= s.opts.FailAfter
-		wait := min(g.interval, firstRetry<<min(g.failures-1, 16))
+		wait := min(g.interval, s.opts.RetryBase<<min(g.failures-1, 16))
 		if ra, ok := RetryAfter(err); ok {
 			wait = max(wait, ra)
 		}
