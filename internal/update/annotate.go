@@ -92,7 +92,7 @@ func (f *Finder) Annotate(ctx context.Context, root string, edit AnnotationEdit)
 		if err != nil || !bytes.Contains(data, []byte(edit.Workload.Name)) {
 			continue
 		}
-		pf, p := parseFile(file, data)
+		pf, p := parseFile(file, data, true)
 		if p != nil {
 			continue
 		}
@@ -149,7 +149,7 @@ func (f *Finder) AnnotateBytes(file string, data []byte, edit AnnotationEdit) ([
 	fail := func(line int, field string, err error) ([]byte, []Change, error) {
 		return nil, nil, &EditError{File: file, Line: line, Field: field, Err: err}
 	}
-	pf, p := parseFile(file, data)
+	pf, p := parseFile(file, data, false)
 	if p != nil {
 		return fail(p.Line, p.Field, p.Err)
 	}

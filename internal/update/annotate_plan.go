@@ -291,7 +291,7 @@ func (pl *annotationPlanner) expected() map[string]string {
 // verifyAnnotations re-parses the edited bytes: the object must carry exactly the expected
 // annotations, and everything else in the file must be as it was.
 func verifyAnnotations(file string, before *parsedFile, after []byte, obj *yaml.Node, want map[string]string) error {
-	pf, p := parseFile(file, after)
+	pf, p := parseFile(file, after, false)
 	if p != nil {
 		return &EditError{File: file, Line: p.Line, Err: fmt.Errorf("%w: the edited file does not parse: %v", ErrVerify, p.Err)}
 	}

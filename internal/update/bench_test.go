@@ -3,6 +3,7 @@ package update
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -19,8 +20,24 @@ func genRepo(tb testing.TB, dir string, files int) {
 	var b strings.Builder
 	for n := 0; n < files; n++ {
 		b.Reset()
-		for i := 0; i < 4; i++ {
-			fmt.Fprintf(&b, `---
+		genFile(&b, n)
+		p := filepath.Join(dir, "apps", fmt.Sprint(n/100), fmt.Sprintf("app-%d.yaml", n))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+func genFileForTest(w io.Writer) { genFile(w, 7) }
+
+// genFile writes file n of the benchmark repository: 4 annotated Deployments of 2
+// containers.
+func genFile(b io.Writer, n int) {
+	for i := 0; i < 4; i++ {
+		fmt.Fprintf(b, `---
 # app %d-%d
 apiVersion: apps/v1
 kind: Deployment
@@ -56,14 +73,6 @@ spec:
         image: "registry.example.com/team/sidecar:2.0.%d"
         args: ["--port", "9090"]
 `, n, i, n, i, n%50, n, i, n, i, n, i, n, i, i)
-		}
-		p := filepath.Join(dir, "apps", fmt.Sprint(n/100), fmt.Sprintf("app-%d.yaml", n))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			tb.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
-			tb.Fatal(err)
-		}
 	}
 }
 

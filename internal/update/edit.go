@@ -25,7 +25,7 @@ type splice struct {
 // re-parsed and checked before it is returned. A decision whose target already holds the
 // new image changes nothing. Any error leaves nothing changed: the caller keeps data.
 func (f *Finder) EditBytes(file string, data []byte, decisions []Decision) ([]byte, []Change, error) {
-	scan := f.scanBytes(file, data)
+	scan := f.scanBytes(file, data, false)
 	if scan.pf == nil {
 		p := scan.problems[0]
 		return nil, nil, &EditError{File: file, Line: p.Line, Field: p.Field, Err: p.Err}
@@ -154,7 +154,7 @@ func applySplices(data []byte, splices []splice) ([]byte, error) {
 // before (kinds, values, tags, styles, anchors, comments, lines; columns on unedited lines)
 // except the edited scalars, which must now read their new values as strings.
 func verifyEdit(file string, before *parsedFile, after []byte, want map[*yaml.Node]string) error {
-	pf, p := parseFile(file, after)
+	pf, p := parseFile(file, after, false)
 	if p != nil {
 		return &EditError{File: file, Line: p.Line, Err: fmt.Errorf("%w: the edited file does not parse: %v", ErrVerify, p.Err)}
 	}

@@ -115,7 +115,7 @@ feed:
 
 // FindBytes finds the targets in one file's content; file is its repository-relative name.
 func (f *Finder) FindBytes(file string, data []byte) ([]Target, []Problem) {
-	s := f.scanBytes(file, data)
+	s := f.scanBytes(file, data, true)
 	out := make([]Target, len(s.targets))
 	for i, t := range s.targets {
 		out[i] = t.Target
@@ -136,7 +136,7 @@ func (f *Finder) scanFile(root, file string) (fileScan, error) {
 		return fileScan{}, nil
 	}
 	if f.NoCache {
-		return f.scanBytes(file, data), nil
+		return f.scanBytes(file, data, true), nil
 	}
 	sum := sha256.Sum256(data)
 	f.mu.Lock()
@@ -145,7 +145,7 @@ func (f *Finder) scanFile(root, file string) (fileScan, error) {
 	if ok && e.sum == sum {
 		return e.scan, nil
 	}
-	s := f.scanBytes(file, data)
+	s := f.scanBytes(file, data, true)
 	s.pf = nil // keep the cache small: the editor re-parses
 	f.mu.Lock()
 	if f.cache == nil {

@@ -212,5 +212,5 @@ func (s *scanner) slotTarget(slots [4]*yaml.Node, paths [4]string, parents [4]*y
 // isTagValue reports whether n can hold a tag: a string, or a number that YAML resolved
 // (tag: 1.19). Edits write a number-like tag quoted, so it stays a string.
 func isTagValue(n *yaml.Node) bool {
-	return isStr(n) || n != nil && n.Kind == yaml.ScalarNode && (n.Tag == "!!int" || n.Tag == "!!float")
+	return isStr(n) || n != nil && n.Kind == yaml.ScalarNode && (tagOf(n) == "!!int" || tagOf(n) == "!!float")
 }

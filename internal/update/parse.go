@@ -29,7 +29,10 @@ var lineRE = regexp.MustCompile(`line (\d+)`)
 // parseFile decodes every document of data. It fails (with a Problem naming the line) on
 // binary or non-UTF-8 content, syntax errors, duplicate keys and alias bombs: such a file
 // is reported and never edited.
-func parseFile(file string, data []byte) (*parsedFile, *Problem) {
+//
+// With fast set, a file without marker comments is first tried with fastParse (which drops
+// comments); the editor always parses exactly (fast false).
+func parseFile(file string, data []byte, fast bool) (*parsedFile, *Problem) {
 	if bytes.IndexByte(data, 0) >= 0 {
 		return nil, &Problem{File: file, Err: ErrBinary}
 	}
@@ -38,6 +41,18 @@ func parseFile(file string, data []byte) (*parsedFile, *Problem) {
 		return nil, &Problem{File: file, Line: line, Err: ErrNotUTF8}
 	}
 	pf := &parsedFile{data: data}
+	if fast && !bytes.Contains(data, []byte(`"$image`)) {
+		if docs, ok := fastParse(data); ok {
+			for _, root := range docs {
+				if p := checkTree(file, root); p != nil {
+					return nil, p
+				}
+			}
+			pf.docs = docs
+			pf.li = newLineIndex(data)
+			return pf, nil
+		}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	for {
 		var doc yaml.Node
@@ -136,7 +151,7 @@ func (c *treeChecker) checkKeys(n *yaml.Node, path string) {
 			}
 			for j := 0; j < i; j++ {
 				kj := n.Content[2*j]
-				if kj.Kind == yaml.ScalarNode && kj.Value == ki.Value && kj.Tag == ki.Tag {
+				if kj.Kind == yaml.ScalarNode && kj.Value == ki.Value && tagOf(kj) == tagOf(ki) {
 					dup(ki)
 					return
 				}
@@ -150,7 +165,7 @@ func (c *treeChecker) checkKeys(n *yaml.Node, path string) {
 		if k.Kind != yaml.ScalarNode {
 			continue
 		}
-		key := k.Tag + "\x00" + k.Value
+		key := tagOf(k) + "\x00" + k.Value
 		if seen[key] {
 			dup(k)
 			return
@@ -242,5 +257,5 @@ func mapMapping(m *yaml.Node, key string) (*yaml.Node, bool) {
 
 // isStr reports whether n is a scalar that YAML reads as a string.
 func isStr(n *yaml.Node) bool {
-	return n != nil && n.Kind == yaml.ScalarNode && (n.Tag == "!!str" || n.Tag == "")
+	return n != nil && n.Kind == yaml.ScalarNode && tagOf(n) == "!!str"
 }

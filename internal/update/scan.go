@@ -43,8 +43,8 @@ type scanner struct {
 
 // scanBytes finds the targets in one file's bytes. A file that cannot be parsed yields a
 // single problem and no targets.
-func (f *Finder) scanBytes(file string, data []byte) fileScan {
-	pf, p := parseFile(file, data)
+func (f *Finder) scanBytes(file string, data []byte, fast bool) fileScan {
+	pf, p := parseFile(file, data, fast)
 	if p != nil {
 		return fileScan{problems: []Problem{*p}}
 	}

@@ -1,0 +1,496 @@
+package update
+
+import (
+	"bytes"
+	"unicode/utf8"
+
+	"sigs.k8s.io/kustomize/kyaml/yaml"
+)
+
+// fastParse parses the plain block-style YAML that Kubernetes manifests are almost always
+// written in, about ten times faster than yaml.v3, into the same nodes (kinds, values,
+// styles, lines and columns; plain scalars get their tag lazily, see tagOf). Comments are
+// dropped, so it is only used for finding targets in files without marker comments. It
+// returns ok=false for anything outside its subset — tabs, CR or Unicode line breaks, a
+// byte order mark, anchors, aliases, tags, block scalars, multi-line scalars or flow
+// collections, directives, complex keys, odd indentation — and the caller uses yaml.v3.
+// FuzzFastParse checks that whatever it accepts, yaml.v3 accepts and reads the same.
+func fastParse(data []byte) (docs []*yaml.Node, ok bool) {
+	defer func() {
+		if recover() != nil {
+			docs, ok = nil, false
+		}
+	}()
+	if !utf8.Valid(data) {
+		return nil, false
+	}
+	for i, c := range data {
+		switch {
+		case c < 0x20 && c != '\n' && c != '\r', c == 0x7F:
+			return nil, false // tabs, and control characters yaml.v3 rejects
+		case c == 0xC2 && i+1 < len(data) && data[i+1] >= 0x80 && data[i+1] <= 0x9F:
+			return nil, false // C1 controls and NEL
+		case c == 0xEF && i+2 < len(data) && data[i+1] == 0xBF && data[i+2] >= 0xBE:
+			return nil, false // U+FFFE, U+FFFF
+		case c == '\r' && (i+1 >= len(data) || data[i+1] != '\n'):
+			return nil, false
+		case c == 0xE2 && i+2 < len(data) && data[i+1] == 0x80 && (data[i+2] == 0xA8 || data[i+2] == 0xA9):
+			return nil, false
+		case c == 0xEF && i+2 < len(data) && data[i+1] == 0xBB && data[i+2] == 0xBF:
+			return nil, false
+		}
+	}
+	p := &fastParser{data: data}
+	if !p.split() {
+		return nil, false
+	}
+	return p.documents()
+}
+
+type fline struct {
+	num    int // 1-based line number
+	start  int // offset of the line's first byte
+	end    int // offset of its end (before "\r\n" or "\n")
+	indent int // leading spaces
+	doc    bool
+}
+
+type fastParser struct {
+	data  []byte
+	lines []fline // content lines and "---" lines
+	seg   []fline // the lines of the document being parsed
+	i     int
+	bad   bool
+}
+
+// split finds the content lines (not blank, not comment-only) and the document markers.
+func (p *fastParser) split() bool {
+	num := 0
+	for start := 0; start < len(p.data); {
+		num++
+		nl := bytes.IndexByte(p.data[start:], '\n')
+		end, next := len(p.data), len(p.data)
+		if nl >= 0 {
+			end, next = start+nl, start+nl+1
+		}
+		if end > start && p.data[end-1] == '\r' {
+			end--
+		}
+		l := fline{num: num, start: start, end: end}
+		for start+l.indent < end && p.data[start+l.indent] == ' ' {
+			l.indent++
+		}
+		text := p.data[start+l.indent : end]
+		switch {
+		case len(text) == 0 || text[0] == '#':
+		case l.indent == 0 && bytes.HasPrefix(text, []byte("---")) && (len(text) == 3 || text[3] == ' '):
+			if !blankOrComment(text[3:]) {
+				return false
+			}
+			l.doc = true
+			p.lines = append(p.lines, l)
+		case l.indent == 0 && (text[0] == '%' || bytes.HasPrefix(text, []byte("..."))):
+			return false
+		default:
+			p.lines = append(p.lines, l)
+		}
+		start = next
+	}
+	return true
+}
+
+func (p *fastParser) documents() ([]*yaml.Node, bool) {
+	var docs []*yaml.Node
+	from, started := 0, false
+	flush := func(to int) bool {
+		seg := p.lines[from:to]
+		if len(seg) == 0 {
+			if started {
+				docs = append(docs, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null"})
+			}
+			return true
+		}
+		p.seg, p.i = seg, 0
+		n := p.block(-1)
+		if p.bad || n == nil || p.i != len(seg) {
+			return false
+		}
+		docs = append(docs, n)
+		return true
+	}
+	for i, l := range p.lines {
+		if l.doc {
+			if !flush(i) {
+				return nil, false
+			}
+			from, started = i+1, true
+		}
+	}
+	if !flush(len(p.lines)) {
+		return nil, false
+	}
+	return docs, true
+}
+
+func (p *fastParser) cur() *fline {
+	if p.i < len(p.seg) {
+		return &p.seg[p.i]
+	}
+	return nil
+}
+
+func (p *fastParser) col(l *fline, off int) int {
+	return 1 + utf8.RuneCount(p.data[l.start:off])
+}
+
+func (p *fastParser) isSeqItem(l *fline, off int) bool {
+	return off < l.end && p.data[off] == '-' && (off+1 == l.end || p.data[off+1] == ' ')
+}
+
+// block parses the node that starts on the current line, more indented than parent.
+func (p *fastParser) block(parent int) *yaml.Node {
+	l := p.cur()
+	if l == nil || l.indent <= parent {
+		return nil
+	}
+	off := l.start + l.indent
+	if p.isSeqItem(l, off) {
+		return p.seq(l.indent)
+	}
+	if _, _, ok := p.key(l, off); ok {
+		return p.mapping(l.indent, off)
+	}
+	n := p.inline(l, off)
+	p.i++
+	if nl := p.cur(); nl != nil && nl.indent > parent {
+		p.bad = true // a second line: a multi-line scalar
+	}
+	return n
+}
+
+// seq parses a block sequence whose "-" are at column ind+1.
+func (p *fastParser) seq(ind int) *yaml.Node {
+	l := p.cur()
+	n := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: l.num, Column: ind + 1}
+	for !p.bad {
+		l = p.cur()
+		if l == nil || l.indent != ind || !p.isSeqItem(l, l.start+ind) {
+			break
+		}
+		off := l.start + ind + 1
+		for off < l.end && p.data[off] == ' ' {
+			off++
+		}
+		var item *yaml.Node
+		switch {
+		case blankOrComment(p.data[off:l.end]):
+			p.i++
+			item = p.block(ind)
+			if item == nil {
+				item = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: l.num, Column: ind + 2}
+			}
+		case p.isSeqItem(l, off):
+			p.bad = true // "- - a"
+		default:
+			if _, _, ok := p.key(l, off); ok {
+				item = p.mapping(off-l.start, off)
+			} else {
+				item = p.inline(l, off)
+				p.i++
+				if nl := p.cur(); nl != nil && nl.indent > ind {
+					p.bad = true
+				}
+			}
+		}
+		if item != nil {
+			n.Content = append(n.Content, item)
+		}
+	}
+	if l := p.cur(); l != nil && l.indent > ind {
+		p.bad = true
+	}
+	return n
+}
+
+// mapping parses a block mapping whose keys are at column ind+1; the first key is at
+// offset first of the current line (after "- " for a mapping in a sequence item).
+func (p *fastParser) mapping(ind, first int) *yaml.Node {
+	l := p.cur()
+	n := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: l.num, Column: p.col(l, first)}
+	off := first
+	for !p.bad {
+		k, colon, ok := p.key(l, off)
+		if !ok {
+			p.bad = true
+			break
+		}
+		v := colon + 1
+		for v < l.end && p.data[v] == ' ' {
+			v++
+		}
+		var val *yaml.Node
+		if blankOrComment(p.data[v:l.end]) {
+			p.i++
+			nl := p.cur()
+			switch {
+			case nl != nil && nl.indent > ind:
+				val = p.block(ind)
+			case nl != nil && nl.indent == ind && p.isSeqItem(nl, nl.start+ind):
+				val = p.seq(ind)
+			default:
+				val = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: l.num, Column: p.col(l, colon) + 1}
+			}
+		} else {
+			val = p.inline(l, v)
+			p.i++
+			if nl := p.cur(); nl != nil && nl.indent > ind {
+				p.bad = true
+			}
+		}
+		if p.bad || val == nil {
+			p.bad = true
+			break
+		}
+		n.Content = append(n.Content, k, val)
+		l = p.cur()
+		if l == nil || l.indent != ind || p.isSeqItem(l, l.start+ind) {
+			break
+		}
+		off = l.start + ind
+	}
+	if l := p.cur(); l != nil && l.indent > ind {
+		p.bad = true
+	}
+	return n
+}
+
+// key reads a mapping key at off and returns it with the offset of its ":".
+func (p *fastParser) key(l *fline, off int) (*yaml.Node, int, bool) {
+	d := p.data
+	if off >= l.end {
+		return nil, 0, false
+	}
+	switch c := d[off]; {
+	case c == '"' || c == '\'':
+		end, val, style, ok := p.quoted(l, off)
+		if !ok || end >= l.end || d[end] != ':' || (end+1 < l.end && d[end+1] != ' ') {
+			return nil, 0, false
+		}
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Style: style, Value: val, Line: l.num, Column: p.col(l, off)}, end, true
+	case !plainStart(d, off, l.end):
+		return nil, 0, false
+	}
+	for i := off; i < l.end; i++ {
+		if d[i] == '#' && d[i-1] == ' ' {
+			return nil, 0, false
+		}
+		if d[i] == ':' && (i+1 == l.end || d[i+1] == ' ') {
+			if i-off > 1000 {
+				return nil, 0, false // yaml.v3 limits simple keys to 1024 characters
+			}
+			end := i
+			for end > off && d[end-1] == ' ' {
+				end--
+			}
+			return &yaml.Node{Kind: yaml.ScalarNode, Value: string(d[off:end]), Line: l.num, Column: p.col(l, off)}, i, true
+		}
+	}
+	return nil, 0, false
+}
+
+// plainStart reports whether a plain scalar may start at off (block context).
+func plainStart(d []byte, off, end int) bool {
+	switch d[off] {
+	case '-', '?', ':':
+		return off+1 < end && d[off+1] != ' '
+	case ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"', '%', '@', '`':
+		return false
+	}
+	return true
+}
+
+// inline parses the rest of a line as a scalar or a flow collection.
+func (p *fastParser) inline(l *fline, off int) *yaml.Node {
+	d := p.data
+	var n *yaml.Node
+	end := off
+	switch c := d[off]; {
+	case c == '"' || c == '\'':
+		e, val, style, ok := p.quoted(l, off)
+		if !ok {
+			p.bad = true
+			return nil
+		}
+		n, end = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Style: style, Value: val, Line: l.num, Column: p.col(l, off)}, e
+	case c == '[' || c == '{':
+		n, end = p.flow(l, off)
+		if n == nil {
+			p.bad = true
+			return nil
+		}
+	case !plainStart(d, off, l.end):
+		p.bad = true
+		return nil
+	default:
+		for end < l.end && !(d[end] == '#' && d[end-1] == ' ') {
+			if d[end] == ':' && (end+1 == l.end || d[end+1] == ' ') {
+				p.bad = true // "a: b: c"
+				return nil
+			}
+			end++
+		}
+		for end > off && d[end-1] == ' ' {
+			end--
+		}
+		n = &yaml.Node{Kind: yaml.ScalarNode, Value: string(d[off:end]), Line: l.num, Column: p.col(l, off)}
+	}
+	if rest := d[end:l.end]; len(rest) > 0 && (rest[0] != ' ' || !blankOrComment(rest)) {
+		p.bad = true
+		return nil
+	}
+	return n
+}
+
+// quoted reads a quoted scalar that closes on this line; end is the offset after the quote.
+func (p *fastParser) quoted(l *fline, off int) (end int, val string, style yaml.Style, ok bool) {
+	b := p.data[off:l.end]
+	if b[0] == '"' {
+		e, v, ok := scanDoubleQuoted(b)
+		return off + e, v, yaml.DoubleQuotedStyle, ok
+	}
+	e, v, ok := scanSingleQuoted(b)
+	return off + e, v, yaml.SingleQuotedStyle, ok
+}
+
+// flow parses a flow collection that closes on this line.
+func (p *fastParser) flow(l *fline, off int) (*yaml.Node, int) {
+	d := p.data
+	isMap := d[off] == '{'
+	n := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle, Line: l.num, Column: p.col(l, off)}
+	closer := byte(']')
+	if isMap {
+		n.Kind, n.Tag, closer = yaml.MappingNode, "!!map", '}'
+	}
+	i := off + 1
+	skip := func() {
+		for i < l.end && d[i] == ' ' {
+			i++
+		}
+	}
+	skip()
+	if i < l.end && d[i] == closer {
+		return n, i + 1
+	}
+	for {
+		skip()
+		k, e := p.flowItem(l, i)
+		if k == nil {
+			return nil, 0
+		}
+		i = e
+		skip()
+		if isMap {
+			if i+1 >= l.end || d[i] != ':' || d[i+1] != ' ' {
+				return nil, 0
+			}
+			i++
+			skip()
+			v, e := p.flowItem(l, i)
+			if v == nil {
+				return nil, 0
+			}
+			n.Content = append(n.Content, k, v)
+			i = e
+			skip()
+		} else {
+			if i < l.end && d[i] == ':' {
+				return nil, 0 // a single-pair mapping in a sequence
+			}
+			n.Content = append(n.Content, k)
+		}
+		if i >= l.end {
+			return nil, 0
+		}
+		switch d[i] {
+		case closer:
+			return n, i + 1
+		case ',':
+			i++
+			skip()
+			if i < l.end && (d[i] == closer || d[i] == ',') {
+				return nil, 0 // empty entry
+			}
+		default:
+			return nil, 0
+		}
+	}
+}
+
+// flowItem reads one scalar or nested collection in a flow collection.
+func (p *fastParser) flowItem(l *fline, off int) (*yaml.Node, int) {
+	d := p.data
+	if off >= l.end {
+		return nil, 0
+	}
+	switch c := d[off]; c {
+	case '[', '{':
+		return p.flow(l, off)
+	case '"', '\'':
+		e, v, style, ok := p.quoted(l, off)
+		if !ok {
+			return nil, 0
+		}
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Style: style, Value: v, Line: l.num, Column: p.col(l, off)}, e
+	}
+	if !plainStart(d, off, l.end) || d[off] == '-' || d[off] == '?' || d[off] == ':' {
+		return nil, 0
+	}
+	end := off
+	for end < l.end {
+		c := d[end]
+		if c == ',' || c == '[' || c == ']' || c == '{' || c == '}' || c == '#' && d[end-1] == ' ' {
+			break
+		}
+		if c == ':' && (end+1 == l.end || d[end+1] == ' ' || d[end+1] == ',' || d[end+1] == ']' || d[end+1] == '}') {
+			break
+		}
+		end++
+	}
+	e := end
+	for end > off && d[end-1] == ' ' {
+		end--
+	}
+	if end == off {
+		return nil, 0
+	}
+	return &yaml.Node{Kind: yaml.ScalarNode, Value: string(d[off:end]), Line: l.num, Column: p.col(l, off)}, e
+}
+
+// tagOf returns a scalar's resolved tag. yaml.v3 sets it when parsing; fastParse leaves it
+// empty for plain scalars and it is resolved here, on first use, as yaml.v3 would.
+func tagOf(n *yaml.Node) string {
+	if n.Tag == "" && n.Kind == yaml.ScalarNode {
+		n.Tag = resolvePlain(n.Value)
+	}
+	return n.Tag
+}
+
+func resolvePlain(v string) string {
+	switch v {
+	case "", "~", "null", "Null", "NULL":
+		return "!!null"
+	case "true", "True", "TRUE", "false", "False", "FALSE":
+		return "!!bool"
+	case "<<":
+		return "!!merge"
+	}
+	if c := v[0]; !(c >= '0' && c <= '9' || c == '-' || c == '+' || c == '.') {
+		return "!!str"
+	}
+	// Numbers, timestamps, .inf: ask yaml.v3.
+	var n yaml.Node
+	if yaml.Unmarshal([]byte("k: "+v), &n) == nil && len(n.Content) == 1 && len(n.Content[0].Content) == 2 {
+		return n.Content[0].Content[1].Tag
+	}
+	return "!!str"
+}
