@@ -40,7 +40,7 @@ func fastParse(data []byte) (docs []*yaml.Node, ok bool) {
 			return nil, false
 		}
 	}
-	p := &fastParser{data: data}
+	p := &fastParser{data: data, str: string(data)}
 	if !p.split() {
 		return nil, false
 	}
@@ -57,8 +57,10 @@ type fline struct {
 
 type fastParser struct {
 	data  []byte
-	lines []fline // content lines and "---" lines
-	seg   []fline // the lines of the document being parsed
+	str   string      // data as one string: scalar values are substrings of it
+	slab  []yaml.Node // nodes are allocated in chunks
+	lines []fline     // content lines and "---" lines
+	seg   []fline     // the lines of the document being parsed
 	i     int
 	bad   bool
 }
@@ -66,6 +68,7 @@ type fastParser struct {
 // split finds the content lines (not blank, not comment-only) and the document markers.
 func (p *fastParser) split() bool {
 	num := 0
+	p.lines = make([]fline, 0, bytes.Count(p.data, []byte{'\n'})+1)
 	for start := 0; start < len(p.data); {
 		num++
 		nl := bytes.IndexByte(p.data[start:], '\n')
@@ -106,7 +109,7 @@ func (p *fastParser) documents() ([]*yaml.Node, bool) {
 		seg := p.lines[from:to]
 		if len(seg) == 0 {
 			if started {
-				docs = append(docs, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null"})
+				docs = append(docs, p.node(yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null"}))
 			}
 			return true
 		}
@@ -130,6 +133,15 @@ func (p *fastParser) documents() ([]*yaml.Node, bool) {
 		return nil, false
 	}
 	return docs, true
+}
+
+// node allocates a node from the slab.
+func (p *fastParser) node(n yaml.Node) *yaml.Node {
+	if len(p.slab) == cap(p.slab) {
+		p.slab = make([]yaml.Node, 0, 128)
+	}
+	p.slab = append(p.slab, n)
+	return &p.slab[len(p.slab)-1]
 }
 
 func (p *fastParser) cur() *fline {
@@ -171,7 +183,7 @@ func (p *fastParser) block(parent int) *yaml.Node {
 // seq parses a block sequence whose "-" are at column ind+1.
 func (p *fastParser) seq(ind int) *yaml.Node {
 	l := p.cur()
-	n := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: l.num, Column: ind + 1}
+	n := p.node(yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: l.num, Column: ind + 1})
 	for !p.bad {
 		l = p.cur()
 		if l == nil || l.indent != ind || !p.isSeqItem(l, l.start+ind) {
@@ -187,7 +199,7 @@ func (p *fastParser) seq(ind int) *yaml.Node {
 			p.i++
 			item = p.block(ind)
 			if item == nil {
-				item = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: l.num, Column: ind + 2}
+				item = p.node(yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: l.num, Column: ind + 2})
 			}
 		case p.isSeqItem(l, off):
 			p.bad = true // "- - a"
@@ -216,7 +228,7 @@ func (p *fastParser) seq(ind int) *yaml.Node {
 // offset first of the current line (after "- " for a mapping in a sequence item).
 func (p *fastParser) mapping(ind, first int) *yaml.Node {
 	l := p.cur()
-	n := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: l.num, Column: p.col(l, first)}
+	n := p.node(yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: l.num, Column: p.col(l, first)})
 	off := first
 	for !p.bad {
 		k, colon, ok := p.key(l, off)
@@ -238,7 +250,7 @@ func (p *fastParser) mapping(ind, first int) *yaml.Node {
 			case nl != nil && nl.indent == ind && p.isSeqItem(nl, nl.start+ind):
 				val = p.seq(ind)
 			default:
-				val = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: l.num, Column: p.col(l, colon) + 1}
+				val = p.node(yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: l.num, Column: p.col(l, colon) + 1})
 			}
 		} else {
 			val = p.inline(l, v)
@@ -276,7 +288,7 @@ func (p *fastParser) key(l *fline, off int) (*yaml.Node, int, bool) {
 		if !ok || end >= l.end || d[end] != ':' || (end+1 < l.end && d[end+1] != ' ') {
 			return nil, 0, false
 		}
-		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Style: style, Value: val, Line: l.num, Column: p.col(l, off)}, end, true
+		return p.node(yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Style: style, Value: val, Line: l.num, Column: p.col(l, off)}), end, true
 	case !plainStart(d, off, l.end):
 		return nil, 0, false
 	}
@@ -292,7 +304,7 @@ func (p *fastParser) key(l *fline, off int) (*yaml.Node, int, bool) {
 			for end > off && d[end-1] == ' ' {
 				end--
 			}
-			return &yaml.Node{Kind: yaml.ScalarNode, Value: string(d[off:end]), Line: l.num, Column: p.col(l, off)}, i, true
+			return p.node(yaml.Node{Kind: yaml.ScalarNode, Value: p.str[off:end], Line: l.num, Column: p.col(l, off)}), i, true
 		}
 	}
 	return nil, 0, false
@@ -321,7 +333,7 @@ func (p *fastParser) inline(l *fline, off int) *yaml.Node {
 			p.bad = true
 			return nil
 		}
-		n, end = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Style: style, Value: val, Line: l.num, Column: p.col(l, off)}, e
+		n, end = p.node(yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Style: style, Value: val, Line: l.num, Column: p.col(l, off)}), e
 	case c == '[' || c == '{':
 		n, end = p.flow(l, off)
 		if n == nil {
@@ -342,7 +354,7 @@ func (p *fastParser) inline(l *fline, off int) *yaml.Node {
 		for end > off && d[end-1] == ' ' {
 			end--
 		}
-		n = &yaml.Node{Kind: yaml.ScalarNode, Value: string(d[off:end]), Line: l.num, Column: p.col(l, off)}
+		n = p.node(yaml.Node{Kind: yaml.ScalarNode, Value: p.str[off:end], Line: l.num, Column: p.col(l, off)})
 	}
 	if rest := d[end:l.end]; len(rest) > 0 && (rest[0] != ' ' || !blankOrComment(rest)) {
 		p.bad = true
@@ -366,7 +378,7 @@ func (p *fastParser) quoted(l *fline, off int) (end int, val string, style yaml.
 func (p *fastParser) flow(l *fline, off int) (*yaml.Node, int) {
 	d := p.data
 	isMap := d[off] == '{'
-	n := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle, Line: l.num, Column: p.col(l, off)}
+	n := p.node(yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle, Line: l.num, Column: p.col(l, off)})
 	closer := byte(']')
 	if isMap {
 		n.Kind, n.Tag, closer = yaml.MappingNode, "!!map", '}'
@@ -440,7 +452,7 @@ func (p *fastParser) flowItem(l *fline, off int) (*yaml.Node, int) {
 		if !ok {
 			return nil, 0
 		}
-		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Style: style, Value: v, Line: l.num, Column: p.col(l, off)}, e
+		return p.node(yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Style: style, Value: v, Line: l.num, Column: p.col(l, off)}), e
 	}
 	if !plainStart(d, off, l.end) || d[off] == '-' || d[off] == '?' || d[off] == ':' {
 		return nil, 0
@@ -463,7 +475,7 @@ func (p *fastParser) flowItem(l *fline, off int) (*yaml.Node, int) {
 	if end == off {
 		return nil, 0
 	}
-	return &yaml.Node{Kind: yaml.ScalarNode, Value: string(d[off:end]), Line: l.num, Column: p.col(l, off)}, e
+	return p.node(yaml.Node{Kind: yaml.ScalarNode, Value: p.str[off:end], Line: l.num, Column: p.col(l, off)}), e
 }
 
 // tagOf returns a scalar's resolved tag. yaml.v3 sets it when parsing; fastParse leaves it

@@ -7,6 +7,7 @@ import (
 	"io"
 	"regexp"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"sigs.k8s.io/kustomize/kyaml/yaml"
@@ -112,9 +113,10 @@ type treeChecker struct {
 	aliases    int
 	firstAlias int
 	sizes      map[*yaml.Node]int
+	stack      []string // path elements, joined only for a problem
 }
 
-func (c *treeChecker) walk(n *yaml.Node, path string) {
+func (c *treeChecker) walk(n *yaml.Node, _ string) {
 	if c.problem != nil {
 		return
 	}
@@ -125,22 +127,30 @@ func (c *treeChecker) walk(n *yaml.Node, path string) {
 			c.firstAlias = n.Line
 		}
 	case yaml.MappingNode:
-		c.checkKeys(n, path)
+		c.checkKeys(n)
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			c.walk(n.Content[i], path)
-			c.walk(n.Content[i+1], joinPath(path, n.Content[i].Value))
+			c.walk(n.Content[i], "")
+			c.stack = append(c.stack, "."+n.Content[i].Value)
+			c.walk(n.Content[i+1], "")
+			c.stack = c.stack[:len(c.stack)-1]
 		}
 	case yaml.SequenceNode:
 		for i, e := range n.Content {
-			c.walk(e, path+"["+strconv.Itoa(i)+"]")
+			c.stack = append(c.stack, "["+strconv.Itoa(i)+"]")
+			c.walk(e, "")
+			c.stack = c.stack[:len(c.stack)-1]
 		}
 	}
 }
 
-func (c *treeChecker) checkKeys(n *yaml.Node, path string) {
+func (c *treeChecker) path() string {
+	return strings.TrimPrefix(strings.Join(c.stack, ""), ".")
+}
+
+func (c *treeChecker) checkKeys(n *yaml.Node) {
 	pairs := len(n.Content) / 2
 	dup := func(k *yaml.Node) {
-		c.problem = &Problem{File: c.file, Line: k.Line, Column: k.Column, Field: joinPath(path, k.Value),
+		c.problem = &Problem{File: c.file, Line: k.Line, Column: k.Column, Field: joinPath(c.path(), k.Value),
 			Err: fmt.Errorf("%w %q", ErrDuplicateKey, k.Value)}
 	}
 	if pairs <= 16 {
