@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -143,10 +144,21 @@ func (d *describer) describe(ctx context.Context, tag string, known tagDigest, h
 	var body []byte
 	var mediaType string
 	if digest == "" {
-		if !buildTime || tracked || hasKnown {
-			digest, err = d.head(ctx, tag)
-		} else {
-			body, mediaType, digest, err = d.manifest(ctx, tag, "")
+		// A tag listed a moment ago may not be readable yet: the distribution registry
+		// sends its push notification before it writes the tag's link. So a 404 by tag is
+		// tried again twice, shortly.
+		for try := 0; ; try++ {
+			if !buildTime || tracked || hasKnown {
+				digest, err = d.head(ctx, tag)
+			} else {
+				body, mediaType, digest, err = d.manifest(ctx, tag, "")
+			}
+			if try == 2 || !errors.Is(err, ErrNotFound) {
+				break
+			}
+			if serr := sleep(ctx, time.Duration(100+200*try)*time.Millisecond); serr != nil {
+				return Image{}, nil, false, serr
+			}
 		}
 		if err != nil {
 			return Image{}, nil, false, fmt.Errorf("manifest %s: %w", tag, err)
