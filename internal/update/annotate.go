@@ -170,7 +170,7 @@ func (f *Finder) AnnotateBytes(file string, data []byte, edit AnnotationEdit) ([
 	if prefix == "" {
 		prefix = filePrefix(file, pf)
 	}
-	pl := annotationPlanner{file: file, data: data, li: pf.li, ann: ann, prefix: prefix, w: edit.Workload}
+	pl := annotationPlanner{file: file, data: data, li: pf.index(), ann: ann, prefix: prefix, w: edit.Workload}
 	if k, _, _ := mapGet(obj, "metadata"); k != nil {
 		pl.metaKeyCol = k.Column
 	}

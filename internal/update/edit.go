@@ -52,7 +52,7 @@ func (f *Finder) EditBytes(file string, data []byte, decisions []Decision) ([]by
 			return nil, nil, &EditError{File: file, Line: t.Line, Field: t.Fields[0].Path,
 				Err: fmt.Errorf("%w: found %s, now %s", ErrStale, d.Target.Image, t.Image)}
 		}
-		ss, ch, err := planTarget(scan.pf.li, t, d.Image, want)
+		ss, ch, err := planTarget(scan.pf.index(), t, d.Image, want)
 		if err != nil {
 			return nil, nil, &EditError{File: file, Line: t.Line, Field: t.Fields[0].Path, Err: err}
 		}

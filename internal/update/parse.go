@@ -21,8 +21,16 @@ const MaxAliasExpansion = 100_000
 // splice bytes.
 type parsedFile struct {
 	data []byte
-	li   *lineIndex
+	li   *lineIndex   // built on first use (only the editor needs it)
 	docs []*yaml.Node // document roots (the DocumentNode's content), nil for empty documents
+}
+
+// index returns the positions index of the file.
+func (pf *parsedFile) index() *lineIndex {
+	if pf.li == nil {
+		pf.li = newLineIndex(pf.data)
+	}
+	return pf.li
 }
 
 var lineRE = regexp.MustCompile(`line (\d+)`)
@@ -50,7 +58,6 @@ func parseFile(file string, data []byte, fast bool) (*parsedFile, *Problem) {
 				}
 			}
 			pf.docs = docs
-			pf.li = newLineIndex(data)
 			return pf, nil
 		}
 	}
@@ -79,7 +86,6 @@ func parseFile(file string, data []byte, fast bool) (*parsedFile, *Problem) {
 		}
 		pf.docs = append(pf.docs, root)
 	}
-	pf.li = newLineIndex(data)
 	return pf, nil
 }
 
