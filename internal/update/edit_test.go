@@ -181,3 +181,25 @@ spec:
 		})
 	}
 }
+
+// TestEditCannotExpress: a tag-only field cannot take a new repository, and a tag field
+// cannot be emptied.
+func TestEditCannotExpress(t *testing.T) {
+	doc := []byte("images:\n- name: app\n  newTag: 1.0.0 # {\"$imagebot\": \"semver:^1\"}\n")
+	f := testFinder()
+	targets, probs := f.FindBytes("k.yaml", doc)
+	if len(targets) != 1 || len(probs) != 0 {
+		t.Fatalf("%v %v", targets, probs)
+	}
+	for _, ref := range []string{"other/app:1.1.0", "app@sha256:" + strings.Repeat("a", 64)} {
+		_, _, err := f.EditBytes("k.yaml", doc, []Decision{{Target: targets[0], Image: mustRef(t, ref)}})
+		if !errors.Is(err, ErrCannotExpress) {
+			t.Errorf("%s: got %v, want ErrCannotExpress", ref, err)
+		}
+	}
+	// The same repository spelled canonically is fine.
+	out, _, err := f.EditBytes("k.yaml", doc, []Decision{{Target: targets[0], Image: name.MustParseReference("index.docker.io/library/app:1.1.0")}})
+	if err != nil || !bytes.Contains(out, []byte("newTag: 1.1.0 #")) {
+		t.Fatalf("%v\n%s", err, out)
+	}
+}
