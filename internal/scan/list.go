@@ -108,15 +108,22 @@ func (s *Scanner) listPage(ctx context.Context, rt http.RoundTripper, u *url.URL
 		return nil, "", ErrTagCap
 	}
 	var doc struct {
-		Tags []string `json:"tags"`
+		Tags json.RawMessage `json:"tags"`
 	}
+	var tags []string
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return nil, "", badResponse("tag list is not valid JSON")
 	}
-	if len(doc.Tags) > room {
+	if doc.Tags == nil {
+		return nil, "", badResponse(`tag list has no "tags"`)
+	}
+	if err := json.Unmarshal(doc.Tags, &tags); err != nil {
+		return nil, "", badResponse(`"tags" is not a list of strings`)
+	}
+	if len(tags) > room {
 		return nil, "", ErrTagCap
 	}
-	return doc.Tags, nextLink(resp.Header.Values("Link")), nil
+	return tags, nextLink(resp.Header.Values("Link")), nil
 }
 
 // nextLink finds the rel="next" target in Link headers: `</v2/x/tags/list?last=a&n=2>;

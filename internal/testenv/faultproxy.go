@@ -32,6 +32,9 @@ type Fault struct {
 	AddHeader http.Header
 	// Rewrite, when set, replaces the upstream's response body (Content-Length follows).
 	Rewrite func(body []byte) []byte
+	// Edit, when set, is Rewrite with the request and the response headers at hand (to
+	// paginate a listing, say).
+	Edit func(req *http.Request, header http.Header, body []byte) []byte
 }
 
 // FaultRule chooses faults for the requests it matches: the n-th matching request gets
@@ -197,13 +200,17 @@ func (p *FaultProxy) modify(resp *http.Response) error {
 	for k, v := range f.AddHeader {
 		resp.Header[k] = v
 	}
-	if f.Rewrite != nil {
+	if f.Rewrite != nil || f.Edit != nil {
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err != nil {
 			return err
 		}
-		body = f.Rewrite(body)
+		if f.Rewrite != nil {
+			body = f.Rewrite(body)
+		} else {
+			body = f.Edit(resp.Request, resp.Header, body)
+		}
 		resp.Body = io.NopCloser(bytes.NewReader(body))
 		resp.ContentLength = int64(len(body))
 		resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
