@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -23,5 +25,25 @@ func TestVersionCommand(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("version output %q lacks %q", out.String(), want)
 		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	run := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		root := newRoot()
+		root.SetOut(&out)
+		root.SetArgs(args)
+		err := root.Execute()
+		return out.String(), err
+	}
+	out, err := run("config", "validate", "../../config/examples/demo.yaml")
+	if err != nil || !strings.Contains(out, `repository "demo" ok`) {
+		t.Errorf("validate example: %q, %v", out, err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("apiVersion: imagebot.dev/v1alpha1\nkind: Repository\nmetadata: {name: x}\nspec: {git: {urll: x}}\n"), 0o644)
+	if _, err := run("config", "validate", bad); err == nil || !strings.Contains(err.Error(), `bad.yaml: invalid config: line 4: unknown field "urll" in spec.git`) {
+		t.Errorf("validate bad: %v", err)
 	}
 }

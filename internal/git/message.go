@@ -59,6 +59,12 @@ func workloadName(c update.Change) string {
 	}
 }
 
+// CheckMessageTemplate reports whether text is a usable commit message template.
+func CheckMessageTemplate(text string) error {
+	_, err := parseMessageTemplate(text)
+	return err
+}
+
 func parseMessageTemplate(text string) (*messageTemplate, error) {
 	if text == "" {
 		text = DefaultMessageTemplate
