@@ -44,8 +44,8 @@ type Finder struct {
 }
 
 type cacheEntry struct {
-	sum  [sha256.Size]byte
-	scan fileScan
+	sum    [sha256.Size]byte
+	result fileResult
 }
 
 // Result is what Find found.
@@ -63,8 +63,8 @@ func (f *Finder) Find(ctx context.Context, root string) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	scans := make([]fileScan, len(files))
-	errs := make([]error, len(files))
+	results := make([]fileResult, len(files))
+	fresh := make(map[string]cacheEntry, len(files))
 	workers := f.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -76,7 +76,7 @@ func (f *Finder) Find(ctx context.Context, root string) (*Result, error) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				scans[i], errs[i] = f.scanFile(root, files[i])
+				results[i] = f.scanFile(root, files[i], fresh)
 			}
 		}()
 	}
@@ -93,15 +93,20 @@ feed:
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if !f.NoCache {
+		f.mu.Lock()
+		f.cache = fresh // entries of files that are gone are dropped
+		f.mu.Unlock()
+	}
 	res := &Result{Problems: probs, Files: len(files)}
-	for i, s := range scans {
-		if errs[i] != nil {
-			return nil, errs[i]
-		}
-		for _, t := range s.targets {
-			res.Targets = append(res.Targets, t.Target)
-		}
-		res.Problems = append(res.Problems, s.problems...)
+	n := 0
+	for _, r := range results {
+		n += len(r.targets)
+	}
+	res.Targets = make([]Target, 0, n)
+	for _, r := range results {
+		res.Targets = append(res.Targets, r.targets...)
+		res.Problems = append(res.Problems, r.problems...)
 	}
 	sort.SliceStable(res.Problems, func(i, j int) bool {
 		a, b := res.Problems[i], res.Problems[j]
@@ -115,45 +120,54 @@ feed:
 
 // FindBytes finds the targets in one file's content; file is its repository-relative name.
 func (f *Finder) FindBytes(file string, data []byte) ([]Target, []Problem) {
-	s := f.scanBytes(file, data, true)
-	out := make([]Target, len(s.targets))
-	for i, t := range s.targets {
-		out[i] = t.Target
+	r := f.scanBytes(file, data, true).result()
+	return r.targets, r.problems
+}
+
+// fileResult is what Find keeps of a file's scan: the targets without their parsed nodes
+// (so the trees are garbage as soon as a file is done), and the problems.
+type fileResult struct {
+	targets  []Target
+	problems []Problem
+}
+
+func (s fileScan) result() fileResult {
+	r := fileResult{problems: s.problems}
+	if len(s.targets) > 0 {
+		r.targets = make([]Target, len(s.targets))
+		for i, t := range s.targets {
+			r.targets[i] = t.Target
+		}
 	}
-	return out, s.problems
+	return r
 }
 
 // scanFile reads and scans one file (repository-relative, slash-separated), using the
-// cache when the content is unchanged.
-func (f *Finder) scanFile(root, file string) (fileScan, error) {
+// cache when the content is unchanged, and records the result in fresh.
+func (f *Finder) scanFile(root, file string, fresh map[string]cacheEntry) fileResult {
 	data, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(file)))
 	if err != nil {
-		return fileScan{problems: []Problem{{File: file, Err: err}}}, nil
+		return fileResult{problems: []Problem{{File: file, Err: err}}}
 	}
 	// Pre-filter: a file that mentions no image (nor a Flux v1 mapping annotation) has no
 	// target; skip the parse.
 	if !bytes.Contains(data, []byte("image")) && !bytes.Contains(data, []byte("fluxcd.io/")) {
-		return fileScan{}, nil
+		return fileResult{}
 	}
 	if f.NoCache {
-		return f.scanBytes(file, data, true), nil
+		return f.scanBytes(file, data, true).result()
 	}
 	sum := sha256.Sum256(data)
 	f.mu.Lock()
 	e, ok := f.cache[file]
 	f.mu.Unlock()
-	if ok && e.sum == sum {
-		return e.scan, nil
+	if !ok || e.sum != sum {
+		e = cacheEntry{sum: sum, result: f.scanBytes(file, data, true).result()}
 	}
-	s := f.scanBytes(file, data, true)
-	s.pf = nil // keep the cache small: the editor re-parses
 	f.mu.Lock()
-	if f.cache == nil {
-		f.cache = map[string]cacheEntry{}
-	}
-	f.cache[file] = cacheEntry{sum: sum, scan: s}
+	fresh[file] = e
 	f.mu.Unlock()
-	return s, nil
+	return e.result
 }
 
 // validate checks a policy spec once (results are cached).

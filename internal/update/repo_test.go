@@ -273,3 +273,26 @@ func TestNoClusterOrGitDeps(t *testing.T) {
 		t.Errorf("go list -deps output looks wrong:\n%s", out)
 	}
 }
+
+// TestWriteAllRenameFails: when a rename fails half way, the files already renamed get
+// their old content back and no temp file is left.
+func TestWriteAllRenameFails(t *testing.T) {
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.yaml")
+	os.WriteFile(a, []byte("old a\n"), 0o644)
+	b := filepath.Join(dir, "b.yaml")
+	os.MkdirAll(filepath.Join(b, "x"), 0o755) // a directory: renaming a file onto it fails
+	err := writeAll(context.Background(), []pendingWrite{
+		{file: "a.yaml", path: a, old: []byte("old a\n"), new: []byte("new a\n"), mode: 0o644},
+		{file: "b.yaml", path: b, new: []byte("x"), mode: 0o644},
+	})
+	if err == nil {
+		t.Fatal("rename onto a directory succeeded")
+	}
+	if got, _ := os.ReadFile(a); string(got) != "old a\n" {
+		t.Errorf("a.yaml not restored: %q", got)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".*imagebot*")); len(left) > 0 {
+		t.Errorf("temp files left: %v", left)
+	}
+}

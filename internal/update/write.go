@@ -8,7 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
+	"sync"
 )
 
 // pendingWrite is an edited file waiting to be written.
@@ -34,36 +36,77 @@ func (f *Finder) Apply(ctx context.Context, root string, decisions []Decision) (
 		files = append(files, file)
 	}
 	sort.Strings(files)
-	cs := &ChangeSet{}
-	var pending []pendingWrite
-	var errs []error
-	for _, file := range files {
+	// Read, edit and verify every file (in parallel) before writing any.
+	type job struct {
+		pw      pendingWrite
+		changes []Change
+		err     error
+	}
+	jobs := make([]job, len(files))
+	parallel(len(files), runtime.GOMAXPROCS(0), func(i int) {
+		file := files[i]
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			jobs[i].err = err
+			return
 		}
 		p, data, err := readRepoFile(root, file)
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			jobs[i].err = err
+			return
 		}
 		out, changes, err := f.EditBytes(file, data.data, byFile[file])
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			jobs[i].err = err
+			return
 		}
-		if !bytes.Equal(out, data.data) {
-			pending = append(pending, pendingWrite{file: file, path: p, old: data.data, new: out, mode: data.mode})
-			cs.Changes = append(cs.Changes, changes...)
+		jobs[i] = job{pw: pendingWrite{file: file, path: p, old: data.data, new: out, mode: data.mode}, changes: changes}
+	})
+	cs := &ChangeSet{}
+	var pending []pendingWrite
+	var errs []error
+	for _, j := range jobs {
+		switch {
+		case j.err != nil:
+			errs = append(errs, j.err)
+		case !bytes.Equal(j.pw.new, j.pw.old):
+			pending = append(pending, j.pw)
+			cs.Changes = append(cs.Changes, j.changes...)
 		}
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("update %s: %w", root, errors.Join(errs...))
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	if err := writeAll(ctx, pending); err != nil {
 		return nil, fmt.Errorf("update %s: %w", root, err)
 	}
 	cs.sort()
 	return cs, nil
+}
+
+// parallel runs fn(0..n-1) on up to workers goroutines.
+func parallel(n, workers int, fn func(i int)) {
+	if workers > n {
+		workers = n
+	}
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				fn(i)
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 }
 
 type fileData struct {
@@ -100,15 +143,37 @@ func readRepoFile(root, file string) (string, fileData, error) {
 	return p, fileData{data: data, mode: info.Mode().Perm()}, nil
 }
 
-// writeAll writes the pending files atomically, one by one; if one fails, those already
-// written get their old content back.
+// writeAll writes the pending files atomically: first every new content to a temp file
+// beside its target, fsynced (in parallel); then the renames, in order; then one fsync per
+// directory. If a temp file cannot be written nothing is renamed; if a rename fails, the
+// files already renamed get their old content back.
 func writeAll(ctx context.Context, pending []pendingWrite) error {
+	temps := make([]string, len(pending))
+	errs := make([]error, len(pending))
+	parallel(len(pending), 4, func(i int) {
+		temps[i], errs[i] = writeTemp(pending[i].path, pending[i].new, pending[i].mode)
+	})
+	removeTemps := func(from int) {
+		for _, t := range temps[from:] {
+			if t != "" {
+				os.Remove(t)
+			}
+		}
+	}
+	for i, err := range errs {
+		if err != nil {
+			removeTemps(0)
+			return fmt.Errorf("write %s: %w", pending[i].file, err)
+		}
+	}
+	dirs := map[string]bool{}
 	for i, p := range pending {
 		err := ctx.Err()
 		if err == nil {
-			err = writeAtomic(p.path, p.new, p.mode)
+			err = os.Rename(temps[i], p.path)
 		}
 		if err != nil {
+			removeTemps(i)
 			errs := []error{fmt.Errorf("write %s: %w", p.file, err)}
 			for _, done := range pending[:i] {
 				if rerr := writeAtomic(done.path, done.old, done.mode); rerr != nil {
@@ -117,17 +182,20 @@ func writeAll(ctx context.Context, pending []pendingWrite) error {
 			}
 			return errors.Join(errs...)
 		}
+		dirs[filepath.Dir(p.path)] = true
+	}
+	for dir := range dirs {
+		syncDir(dir)
 	}
 	return nil
 }
 
-// writeAtomic replaces path with data: a temp file in the same directory, fsync, chmod,
-// rename, fsync of the directory.
-func writeAtomic(path string, data []byte, mode fs.FileMode) (err error) {
+// writeTemp writes data to a new temp file in path's directory, with mode, fsynced.
+func writeTemp(path string, data []byte, mode fs.FileMode) (name string, err error) {
 	dir, base := filepath.Split(path)
 	tmp, err := os.CreateTemp(dir, "."+base+".imagebot-*")
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer func() {
 		if err != nil {
@@ -136,23 +204,38 @@ func writeAtomic(path string, data []byte, mode fs.FileMode) (err error) {
 		}
 	}()
 	if _, err = tmp.Write(data); err != nil {
-		return err
+		return "", err
 	}
 	if err = tmp.Chmod(mode); err != nil {
-		return err
+		return "", err
 	}
 	if err = tmp.Sync(); err != nil {
-		return err
+		return "", err
 	}
 	if err = tmp.Close(); err != nil {
+		return "", err
+	}
+	return tmp.Name(), nil
+}
+
+// writeAtomic replaces path with data: temp file, fsync, rename, directory fsync.
+func writeAtomic(path string, data []byte, mode fs.FileMode) error {
+	tmp, err := writeTemp(path, data, mode)
+	if err != nil {
 		return err
 	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
 		return err
 	}
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync() // best effort: the rename is durable once the directory is
+	syncDir(filepath.Dir(path))
+	return nil
+}
+
+// syncDir fsyncs a directory (best effort: the renames in it are durable once it is).
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
 		d.Close()
 	}
-	return nil
 }
