@@ -129,10 +129,10 @@ const (
 	AnnotationPrune    = "imagebot.dev/prune"
 
 	// Flux v1's ignore annotations, honoured as they were.
-	AnnotationFluxIgnore       = "fluxcd.io/ignore"
-	AnnotationWeaveFluxIgnore  = "flux.weave.works/ignore"
-	IgnoreSyncOnly             = "sync_only"
-	PruneDisabled              = "disabled"
+	AnnotationFluxIgnore        = "fluxcd.io/ignore"
+	AnnotationWeaveFluxIgnore   = "flux.weave.works/ignore"
+	IgnoreSyncOnly              = "sync_only"
+	PruneDisabled               = "disabled"
 	lastAppliedConfigAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
 )
 
