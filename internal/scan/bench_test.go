@@ -213,7 +213,7 @@ func BenchmarkRegistryScan(b *testing.B) {
 				b.Fatal("first scans did not finish")
 			}
 		}
-		var fromHook, fromPush []time.Duration
+		var fromHook, fromPush, pushes []time.Duration
 		i := 0
 		for b.Loop() {
 			b.StopTimer()
@@ -224,10 +224,12 @@ func BenchmarkRegistryScan(b *testing.B) {
 			delete(times.at, repo.Name())
 			times.mu.Unlock()
 			b.StartTimer()
+			t0 := time.Now()
 			if _, err := reg.Push(ctx, strings.TrimPrefix(repo.RepositoryStr(), ""), tag, testenv.ImageSpec{Created: time.Now()}); err != nil {
 				b.Fatal(err)
 			}
 			pushed := time.Now()
+			pushes = append(pushes, pushed.Sub(t0))
 			deadline := time.After(30 * time.Second)
 		wait:
 			for {
@@ -248,5 +250,6 @@ func BenchmarkRegistryScan(b *testing.B) {
 		}
 		b.ReportMetric(float64(median(fromHook).Microseconds())/1000, "webhook-to-visible-ms")
 		b.ReportMetric(float64(median(fromPush).Microseconds())/1000, "push-return-to-visible-ms")
+		b.ReportMetric(float64(median(pushes).Microseconds())/1000, "push-ms")
 	})
 }

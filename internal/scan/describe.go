@@ -146,17 +146,17 @@ func (d *describer) describe(ctx context.Context, tag string, known tagDigest, h
 	if digest == "" {
 		// A tag listed a moment ago may not be readable yet: the distribution registry
 		// sends its push notification before it writes the tag's link. So a 404 by tag is
-		// tried again twice, shortly.
+		// tried again, after 25, 50, 100 and 200ms.
 		for try := 0; ; try++ {
 			if !buildTime || tracked || hasKnown {
 				digest, err = d.head(ctx, tag)
 			} else {
 				body, mediaType, digest, err = d.manifest(ctx, tag, "")
 			}
-			if try == 2 || !errors.Is(err, ErrNotFound) {
+			if try == 4 || !errors.Is(err, ErrNotFound) {
 				break
 			}
-			if serr := sleep(ctx, time.Duration(100+200*try)*time.Millisecond); serr != nil {
+			if serr := sleep(ctx, (25*time.Millisecond)<<try); serr != nil {
 				return Image{}, nil, false, serr
 			}
 		}

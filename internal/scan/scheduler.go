@@ -37,7 +37,7 @@ type Update struct {
 	Credentials string // the watches' Credentials.ID
 	// Result is the last good result: this scan's when Err is nil, else the one before
 	// (nil when there never was one). A failed scan never replaces it; evaluate policies
-	// when Err is nil.
+	// when Err is nil. It is shared: treat it as read-only.
 	Result *Result
 	Err    error
 	// Triggered is true when the scan ran ahead of schedule (Trigger, a webhook).
