@@ -242,15 +242,19 @@ func (f *Finder) walk(ctx context.Context, root string) ([]string, []Problem, er
 				}
 				return nil
 			}
-			if !isYAMLName(d.Name()) {
+			if d.Type()&fs.ModeSymlink != 0 {
+				// Never follow a symlink: what it points to is read where it lives (if that is
+				// under Paths). One to a directory or YAML file outside the repository is
+				// reported.
+				target, err := filepath.EvalSymlinks(path)
+				if err != nil || !within(realRoot, target) {
+					if info, serr := os.Stat(path); err != nil || serr != nil || info.IsDir() || isYAMLName(d.Name()) {
+						probs = append(probs, Problem{File: rel, Err: ErrSymlink, Warning: true})
+					}
+				}
 				return nil
 			}
-			if d.Type()&fs.ModeSymlink != 0 {
-				// Never follow a symlink: the file it points to is read where it lives (if it
-				// is under Paths). One that leaves the repository is reported.
-				if target, err := filepath.EvalSymlinks(path); err != nil || !within(realRoot, target) {
-					probs = append(probs, Problem{File: rel, Err: ErrSymlink, Warning: true})
-				}
+			if !isYAMLName(d.Name()) {
 				return nil
 			}
 			if !d.Type().IsRegular() {

@@ -80,6 +80,9 @@ func TestFindRepository(t *testing.T) {
 	if err := os.Symlink(filepath.Join(root, "apps", "a.yaml"), filepath.Join(root, "apps", "alias.yaml")); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Symlink(outside, filepath.Join(root, "apps", "outside-dir")); err != nil {
+		t.Fatal(err)
+	}
 	f := &Finder{Paths: []string{"apps", "charts", "big"}, MaxFileSize: 1000, ValidatePolicy: testValidatePolicy}
 	res, err := f.Find(context.Background(), root)
 	if err != nil {
@@ -101,6 +104,7 @@ func TestFindRepository(t *testing.T) {
 	wantProblems := map[string]error{
 		"apps/broken.yaml": ErrMalformed,
 		"apps/evil.yaml":   ErrSymlink,
+		"apps/outside-dir": ErrSymlink,
 		"big/huge.yaml":    ErrTooLarge,
 	}
 	for _, p := range res.Problems {

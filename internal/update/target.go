@@ -18,6 +18,9 @@ func (w Workload) String() string {
 	if w.Kind == "" && w.Name == "" {
 		return ""
 	}
+	if w.Name == "" {
+		return w.Kind
+	}
 	if w.Namespace == "" {
 		return w.Kind + "/" + w.Name
 	}
