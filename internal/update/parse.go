@@ -7,7 +7,6 @@ import (
 	"io"
 	"regexp"
 	"strconv"
-	"strings"
 	"unicode/utf8"
 
 	"sigs.k8s.io/kustomize/kyaml/yaml"
@@ -102,10 +101,13 @@ func firstInvalidUTF8(b []byte) int {
 
 // checkTree reports duplicate mapping keys and alias bombs in one document.
 func checkTree(file string, root *yaml.Node) *Problem {
-	c := treeChecker{file: file, sizes: map[*yaml.Node]int{}}
+	c := treeChecker{file: file}
 	c.walk(root, "")
 	if c.problem != nil {
 		return c.problem
+	}
+	if c.aliases > 0 {
+		c.sizes = map[*yaml.Node]int{}
 	}
 	if c.aliases > 0 && c.size(root, 0) > MaxAliasExpansion {
 		return &Problem{File: file, Line: c.firstAlias, Err: fmt.Errorf("%w: the document expands to more than %d nodes", ErrAliasLimit, MaxAliasExpansion)}
@@ -119,7 +121,13 @@ type treeChecker struct {
 	aliases    int
 	firstAlias int
 	sizes      map[*yaml.Node]int
-	stack      []string // path elements, joined only for a problem
+	stack      []pathElem // the path to the current node, formatted only for a problem
+}
+
+// pathElem is a mapping key, or a sequence index when key is nil.
+type pathElem struct {
+	key *yaml.Node
+	idx int
 }
 
 func (c *treeChecker) walk(n *yaml.Node, _ string) {
@@ -136,13 +144,13 @@ func (c *treeChecker) walk(n *yaml.Node, _ string) {
 		c.checkKeys(n)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			c.walk(n.Content[i], "")
-			c.stack = append(c.stack, "."+n.Content[i].Value)
+			c.stack = append(c.stack, pathElem{key: n.Content[i]})
 			c.walk(n.Content[i+1], "")
 			c.stack = c.stack[:len(c.stack)-1]
 		}
 	case yaml.SequenceNode:
 		for i, e := range n.Content {
-			c.stack = append(c.stack, "["+strconv.Itoa(i)+"]")
+			c.stack = append(c.stack, pathElem{idx: i})
 			c.walk(e, "")
 			c.stack = c.stack[:len(c.stack)-1]
 		}
@@ -150,7 +158,15 @@ func (c *treeChecker) walk(n *yaml.Node, _ string) {
 }
 
 func (c *treeChecker) path() string {
-	return strings.TrimPrefix(strings.Join(c.stack, ""), ".")
+	p := ""
+	for _, e := range c.stack {
+		if e.key != nil {
+			p = joinPath(p, e.key.Value)
+		} else {
+			p = indexPath(p, e.idx)
+		}
+	}
+	return p
 }
 
 func (c *treeChecker) checkKeys(n *yaml.Node) {
