@@ -138,7 +138,14 @@ var quantityParents = map[string]bool{
 // live holds all of want. Maps are compared key by key (live may have more keys); lists must
 // have the same length and match item by item; numbers compare by value; quantities under
 // ResourceList keys compare as quantities. A null or empty value in want matches an absent one.
-func subsetDiff(want, live any, path, parentKey string) string {
+//
+// key is the map key want sits under; quantities are recognised by the key of the map that
+// holds them (its container).
+func subsetDiff(want, live any, path, key string) string {
+	return subset(want, live, path, key, "")
+}
+
+func subset(want, live any, path, key, container string) string {
 	switch w := want.(type) {
 	case map[string]any:
 		l, _ := live.(map[string]any)
@@ -160,7 +167,7 @@ func subsetDiff(want, live any, path, parentKey string) string {
 				}
 				return p
 			}
-			if d := subsetDiff(wv, lv, p, k); d != "" {
+			if d := subset(wv, lv, p, k, key); d != "" {
 				return d
 			}
 		}
@@ -171,7 +178,7 @@ func subsetDiff(want, live any, path, parentKey string) string {
 			return pathOr(path)
 		}
 		for i := range w {
-			if d := subsetDiff(w[i], l[i], fmt.Sprintf("%s[%d]", path, i), parentKey); d != "" {
+			if d := subset(w[i], l[i], fmt.Sprintf("%s[%d]", path, i), key, container); d != "" {
 				return d
 			}
 		}
@@ -182,7 +189,7 @@ func subsetDiff(want, live any, path, parentKey string) string {
 		}
 		return pathOr(path)
 	}
-	if scalarEqual(want, live, parentKey) {
+	if scalarEqual(want, live, container) {
 		return ""
 	}
 	return pathOr(path)

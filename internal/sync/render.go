@@ -1,7 +1,6 @@
 package sync
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -15,7 +14,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/kustomize/api/konfig"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/yaml"
@@ -178,38 +176,60 @@ func (r *reader) add(objs []*unstructured.Unstructured, source string) error {
 	return nil
 }
 
-// decodeManifests decodes a multi-document YAML (or JSON) stream. Errors name the document's
-// first line.
+// decodeManifests decodes a multi-document YAML (or JSON) stream. Errors name the line where
+// the document starts.
 func decodeManifests(data []byte) ([]*unstructured.Unstructured, error) {
-	yr := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	var out []*unstructured.Unstructured
-	line := 1
-	for {
-		doc, err := yr.Read()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", line, err)
-		}
-		start := line
-		line += bytes.Count(doc, []byte("\n"))
-		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
+	for _, d := range splitDocuments(data) {
+		if len(bytes.TrimSpace(stripComments(d.body))) == 0 {
 			continue
 		}
-		objs, err := decodeDocument(doc)
+		objs, err := decodeDocument(d.body)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", start, err)
+			return nil, fmt.Errorf("line %d: %w", d.line, err)
 		}
 		out = append(out, objs...)
 	}
+	return out, nil
+}
+
+type document struct {
+	line int // 1-based line of the document's first line
+	body []byte
+}
+
+// splitDocuments splits a YAML stream at "---" lines (which may carry a comment), keeping
+// each document's first line number.
+func splitDocuments(data []byte) []document {
+	var docs []document
+	start, line := 0, 1
+	cur := document{line: 1}
+	for start < len(data) {
+		end := bytes.IndexByte(data[start:], '\n')
+		next := len(data)
+		if end >= 0 {
+			next = start + end + 1
+		}
+		l := bytes.TrimRight(data[start:next], "\r\n")
+		if rest, ok := bytes.CutPrefix(l, []byte("---")); ok {
+			if t := bytes.TrimSpace(rest); len(t) == 0 || t[0] == '#' {
+				docs = append(docs, cur)
+				cur = document{line: line + 1}
+				start, line = next, line+1
+				continue
+			}
+		}
+		cur.body = append(cur.body, data[start:next]...)
+		start, line = next, line+1
+	}
+	return append(docs, cur)
 }
 
 func stripComments(doc []byte) []byte {
 	var b bytes.Buffer
 	for _, l := range bytes.Split(doc, []byte("\n")) {
 		t := bytes.TrimSpace(l)
-		if len(t) == 0 || t[0] == '#' || bytes.Equal(t, []byte("---")) {
+		if len(t) == 0 || t[0] == '#' {
 			continue
 		}
 		b.Write(l)
