@@ -26,19 +26,27 @@ func historyKey(file string, w update.Workload, container string) string {
 
 func (r *Repo) historyPath() string { return filepath.Join(r.opts.Dir, "pushed.json") }
 
-func (r *Repo) readHistory() []pushRecord {
+// readHistory reads the push history; the caller holds r.histMu.
+func (r *Repo) readHistory() ([]pushRecord, error) {
 	var h []pushRecord
-	if b, err := os.ReadFile(r.historyPath()); err == nil {
-		if json.Unmarshal(b, &h) != nil {
-			r.warn("push history " + r.historyPath() + " unreadable: starting a new one")
-			return nil
-		}
+	b, err := os.ReadFile(r.historyPath())
+	if err != nil {
+		return nil, nil // none yet
 	}
-	return h
+	if err := json.Unmarshal(b, &h); err != nil {
+		return nil, fmt.Errorf("push history %s unreadable (%v): starting a new one", r.historyPath(), err)
+	}
+	return h, nil
 }
 
+// recordPushed appends the image changes of a push to the history; the caller holds r.mu.
 func (r *Repo) recordPushed(commit string, cs *update.ChangeSet) error {
-	h := r.readHistory()
+	r.histMu.Lock()
+	defer r.histMu.Unlock()
+	h, err := r.readHistory()
+	if err != nil {
+		r.warn(err.Error())
+	}
 	for _, c := range cs.Changes {
 		if c.Annotation == "" {
 			h = append(h, pushRecord{Key: historyKey(c.File, c.Workload, c.Container), Old: c.Old, New: c.New, Commit: commit})
@@ -59,11 +67,14 @@ func (r *Repo) recordPushed(commit string, cs *update.ChangeSet) error {
 // the branch holds from again: someone reverted it (a revert commit, or a rolled-back
 // history). A reverted update is a pin, not a fight: the caller should not make the same
 // change again, only move on when a different (newer) reference is chosen.
+//
+// It may be called from an EditFunc during Update.
 func (r *Repo) Reverted(file string, w update.Workload, container, from, to string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.histMu.Lock()
+	defer r.histMu.Unlock()
 	key := historyKey(file, w, container)
-	for _, p := range r.readHistory() {
+	h, _ := r.readHistory()
+	for _, p := range h {
 		if p.Key == key && p.Old == from && p.New == to {
 			return true
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,8 +58,9 @@ type Repo struct {
 	opts Options
 	tmpl *messageTemplate
 
-	mu   sync.Mutex
-	repo *gogit.Repository
+	mu     sync.Mutex // held by every operation on the mirror and working tree
+	histMu sync.Mutex // guards the push history file
+	repo   *gogit.Repository
 	// Recloned is set when Open or a fetch found the mirror unreadable and cloned it again.
 	warnings []string
 }
@@ -176,13 +178,27 @@ func (r *Repo) Fetch(ctx context.Context) (plumbing.Hash, error) {
 	return r.fetch(ctx)
 }
 
+// fetchAttempts bounds the tries of a fetch that fails for a transient reason (a dropped
+// connection); authentication, host key and missing-branch errors are not retried.
+const fetchAttempts = 3
+
 func (r *Repo) fetch(ctx context.Context) (plumbing.Hash, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
-	err := r.repo.FetchContext(ctx, &gogit.FetchOptions{
-		RemoteName: remoteName, RefSpecs: []config.RefSpec{r.fetchSpec()},
-		Auth: r.opts.Auth, Depth: r.opts.Depth, Force: true, Tags: gogit.NoTags,
-	})
+	var err error
+	for attempt := 1; attempt <= fetchAttempts; attempt++ {
+		err = r.repo.FetchContext(ctx, &gogit.FetchOptions{
+			RemoteName: remoteName, RefSpecs: []config.RefSpec{r.fetchSpec()},
+			Auth: r.opts.Auth, Depth: r.opts.Depth, Force: true, Tags: gogit.NoTags,
+		})
+		if err == nil || errors.Is(err, gogit.NoErrAlreadyUpToDate) || isMissingRef(err) || !transient(err) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+		}
+	}
 	switch {
 	case err == nil, errors.Is(err, gogit.NoErrAlreadyUpToDate):
 	case isMissingRef(err):
@@ -195,6 +211,17 @@ func (r *Repo) fetch(ctx context.Context) (plumbing.Hash, error) {
 		return plumbing.ZeroHash, fmt.Errorf("git fetch %s: resolve %s: %w", r.opts.URL, r.trackingRef(), err)
 	}
 	return ref.Hash(), nil
+}
+
+// transient says whether a fetch error is worth retrying at once.
+func transient(err error) bool {
+	if errors.Is(err, ErrHostKey) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, transport.ErrAuthenticationRequired) || errors.Is(err, transport.ErrAuthorizationFailed) ||
+		errors.Is(err, transport.ErrRepositoryNotFound) {
+		return false
+	}
+	msg := err.Error()
+	return !strings.Contains(msg, "unable to authenticate") && !strings.Contains(msg, "host key")
 }
 
 func isMissingRef(err error) bool {

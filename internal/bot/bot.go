@@ -1,0 +1,337 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"imagebot.dev/imagebot/internal/git"
+	"imagebot.dev/imagebot/internal/policy"
+	"imagebot.dev/imagebot/internal/scan"
+	"imagebot.dev/imagebot/internal/update"
+)
+
+// Syncer applies the manifests of a checkout to the cluster.
+type Syncer interface {
+	Sync(ctx context.Context, dir, revision string) error
+}
+
+// Scheduler is what the bot needs of the registry scanner.
+type Scheduler interface {
+	Watch(id string, w scan.Watch)
+	Unwatch(id string)
+	Latest(repo name.Repository, credID string) (*scan.Result, bool)
+}
+
+// Options configures a Bot.
+type Options struct {
+	Name      string // the repository's name, for logs and watch ids
+	Repo      *git.Repo
+	Finder    *update.Finder
+	Scheduler Scheduler
+	Syncer    Syncer // nil: no sync
+	// Credentials by registry host ("" for the default keychain).
+	Credentials map[string]scan.Credentials
+	// ScanInterval is the registry poll interval of this repository's images (0: the
+	// scheduler's default); ImageInterval may override it per image.
+	ScanInterval  time.Duration
+	ImageInterval func(repo string) time.Duration
+	// Include, when set, says whether an image repository ("host/path") is automated.
+	Include func(repo string) bool
+	// GitInterval is the longest time between two reconciles (default 1m).
+	GitInterval time.Duration
+	Logger      *slog.Logger
+	Now         func() time.Time
+}
+
+// Bot automates one repository.
+type Bot struct {
+	opts Options
+	log  *slog.Logger
+
+	wake    chan struct{}
+	cancel  context.CancelFunc
+	done    chan struct{}
+	runOnce sync.Mutex // one reconcile at a time
+
+	mu       sync.Mutex
+	watching map[string]name.Repository // watch id → repository
+	status   Status
+}
+
+// New returns a Bot; Start runs it.
+func New(opts Options) *Bot {
+	if opts.GitInterval <= 0 {
+		opts.GitInterval = time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Finder == nil {
+		opts.Finder = &update.Finder{}
+	}
+	return &Bot{opts: opts, log: opts.Logger.With("repository", opts.Name),
+		wake: make(chan struct{}, 1), watching: map[string]name.Repository{}}
+}
+
+// Start runs the loop until ctx ends or Stop is called.
+func (b *Bot) Start(ctx context.Context) {
+	ctx, b.cancel = context.WithCancel(ctx)
+	b.done = make(chan struct{})
+	go func() {
+		defer close(b.done)
+		tick := time.NewTicker(b.opts.GitInterval)
+		defer tick.Stop()
+		for {
+			if _, err := b.ReconcileOnce(ctx); err != nil && ctx.Err() == nil {
+				b.log.Error("reconcile failed", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			case <-b.wake:
+			}
+		}
+	}()
+}
+
+// Stop ends the loop and waits for a reconcile in flight (a push is never cut short by
+// Stop itself; its own timeouts bound it).
+func (b *Bot) Stop() {
+	if b.cancel != nil {
+		b.cancel()
+		<-b.done
+	}
+}
+
+// Wake asks for a reconcile as soon as possible.
+func (b *Bot) Wake() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Watches reports whether the bot watches repo; the daemon wakes it on that repo's scans.
+func (b *Bot) Watches(repo name.Repository) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, r := range b.watching {
+		if r.Name() == repo.Name() {
+			return true
+		}
+	}
+	return false
+}
+
+// ReconcileOnce runs one cycle: fetch, find, watch, select, edit + push, sync.
+func (b *Bot) ReconcileOnce(ctx context.Context) (*Status, error) {
+	b.runOnce.Lock()
+	defer b.runOnce.Unlock()
+	start := b.opts.Now()
+	st := Status{Repository: b.opts.Name, Started: start}
+	defer func() {
+		st.Duration = b.opts.Now().Sub(start)
+		b.mu.Lock()
+		b.status = st
+		b.mu.Unlock()
+	}()
+
+	head, err := b.opts.Repo.Checkout(ctx)
+	b.logWarnings()
+	if err != nil {
+		st.Error = err.Error()
+		return &st, err
+	}
+	st.Revision = head.String()
+	found, err := b.opts.Finder.Find(ctx, b.opts.Repo.WorkDir())
+	if err != nil {
+		st.Error = err.Error()
+		return &st, err
+	}
+	for _, p := range found.Problems {
+		b.log.Warn("manifest problem", "problem", p.Error())
+		st.Problems = append(st.Problems, p.Error())
+	}
+	b.watch(found.Targets)
+	decisions, states := b.decide(found.Targets)
+	st.Targets = states
+
+	if len(decisions) > 0 {
+		res, err := b.opts.Repo.Update(ctx, func(ctx context.Context, dir string) (*update.ChangeSet, error) {
+			// The tree may be newer than the one decided on: decide again on it.
+			again, err := b.opts.Finder.Find(ctx, dir)
+			if err != nil {
+				return nil, err
+			}
+			ds, _ := b.decide(again.Targets)
+			return b.opts.Finder.Apply(ctx, dir, ds)
+		})
+		b.logWarnings()
+		if err != nil {
+			st.Error = err.Error()
+			return &st, err
+		}
+		if !res.Commit.IsZero() {
+			st.Revision, st.Pushed = res.Commit.String(), res.Commit.String()
+			for _, c := range res.Changes.Changes {
+				b.log.Info("updated image", "file", c.File, "workload", c.Workload.String(), "container", c.Container,
+					"old", c.Old, "new", c.New, "policy", c.Policy, "commit", res.Commit.String())
+			}
+		}
+	}
+	if b.opts.Syncer != nil {
+		if err := b.opts.Syncer.Sync(ctx, b.opts.Repo.WorkDir(), st.Revision); err != nil {
+			st.Error = err.Error()
+			return &st, fmt.Errorf("sync %s: %w", st.Revision, err)
+		}
+		st.Synced = st.Revision
+	}
+	return &st, nil
+}
+
+func (b *Bot) logWarnings() {
+	for _, w := range b.opts.Repo.Warnings() {
+		b.log.Warn(w)
+	}
+}
+
+// automatable says whether a target is one the bot should choose a tag for, and its image.
+func (b *Bot) automatable(t update.Target) (name.Reference, bool) {
+	if !t.Automated || t.Locked || t.Ignored || t.PolicyErr != nil || t.Policy == "" {
+		return nil, false
+	}
+	ref, err := name.ParseReference(t.Image)
+	if err != nil {
+		return nil, false
+	}
+	if b.opts.Include != nil && !b.opts.Include(ref.Context().Name()) {
+		return nil, false
+	}
+	return ref, true
+}
+
+func (b *Bot) credentials(repo name.Repository) scan.Credentials {
+	if c, ok := b.opts.Credentials[repo.RegistryStr()]; ok {
+		return c
+	}
+	return b.opts.Credentials[""]
+}
+
+// watch makes the scheduler watch exactly the images of the automated targets.
+func (b *Bot) watch(targets []update.Target) {
+	want := map[string]scan.Watch{}
+	for _, t := range targets {
+		ref, ok := b.automatable(t)
+		if !ok {
+			continue
+		}
+		p, err := policy.Parse(t.Policy)
+		if err != nil {
+			continue
+		}
+		repo := ref.Context()
+		interval := b.opts.ScanInterval
+		if b.opts.ImageInterval != nil {
+			if d := b.opts.ImageInterval(repo.Name()); d > 0 {
+				interval = d
+			}
+		}
+		need := scan.Need{Credentials: b.credentials(repo), Match: p.Match, BuildTime: p.NeedsBuildTime(), Digest: hasDigest(t.Image)}
+		want[b.opts.Name+"/"+t.ID()] = scan.Watch{Repo: repo, Need: need, Interval: interval}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for id := range b.watching {
+		if _, ok := want[id]; !ok {
+			b.opts.Scheduler.Unwatch(id)
+			delete(b.watching, id)
+		}
+	}
+	for id, w := range want {
+		b.opts.Scheduler.Watch(id, w)
+		b.watching[id] = w.Repo
+	}
+}
+
+func hasDigest(image string) bool { return strings.Contains(image, "@") }
+
+// currentTag returns the tag of a reference ("" for a digest without a tag).
+func currentTag(image string) string {
+	noDigest, _, _ := strings.Cut(image, "@")
+	if i := strings.LastIndex(noDigest, ":"); i > strings.LastIndex(noDigest, "/") {
+		return noDigest[i+1:]
+	}
+	return ""
+}
+
+// decide chooses the new reference of every automated target, where one is due.
+func (b *Bot) decide(targets []update.Target) ([]update.Decision, []TargetStatus) {
+	var ds []update.Decision
+	var states []TargetStatus
+	for _, t := range targets {
+		ref, ok := b.automatable(t)
+		if !ok {
+			continue
+		}
+		ts := TargetStatus{File: t.File, Workload: t.Workload.String(), Container: t.Container, Image: t.Image, Policy: t.Policy}
+		d, err := b.decideOne(t, ref, &ts)
+		if err != nil {
+			ts.Reason = err.Error()
+		} else if d != nil {
+			ds = append(ds, *d)
+		}
+		states = append(states, ts)
+	}
+	return ds, states
+}
+
+var errWaiting = errors.New("waiting for the first scan of the image")
+
+func (b *Bot) decideOne(t update.Target, ref name.Reference, ts *TargetStatus) (*update.Decision, error) {
+	repo := ref.Context()
+	res, ok := b.opts.Scheduler.Latest(repo, b.credentials(repo).ID)
+	if !ok {
+		return nil, errWaiting
+	}
+	p, err := policy.Parse(t.Policy)
+	if err != nil {
+		return nil, err
+	}
+	current := policy.Candidate{Tag: currentTag(t.Image)}
+	if img, ok := res.Images[current.Tag]; ok {
+		current.Created, current.Digest = img.Created, img.Digest
+	}
+	sel, err := p.Select(res.Candidates(), current, b.opts.Now())
+	if err != nil {
+		return nil, err
+	}
+	ts.Best, ts.Reason = sel.Tag, sel.Reason
+	if !sel.Changed {
+		return nil, nil
+	}
+	var next name.Reference = repo.Tag(sel.Tag)
+	if hasDigest(t.Image) && sel.Digest != "" {
+		d, err := name.NewDigest(repo.Tag(sel.Tag).String() + "@" + sel.Digest)
+		if err != nil {
+			return nil, err
+		}
+		next = d
+	}
+	if b.opts.Repo.Reverted(t.File, t.Workload, t.Container, t.Image, next.String()) {
+		ts.Reason = fmt.Sprintf("%s was reverted in git after imagebot set it; waiting for a newer tag", sel.Tag)
+		return nil, nil
+	}
+	ts.Pending = true
+	return &update.Decision{Target: t, Image: next}, nil
+}
