@@ -111,7 +111,7 @@
 //
 // # Units and defaults
 //
-// Durations are time.Duration. Options: FieldManager "imagebot", QPS 100, Burst 200,
+// Durations are time.Duration. Options: FieldManager "imagebot", QPS 200, Burst 400,
 // Concurrency 8, CRDTimeout 30s. SyncerOptions: InventoryNamespace "imagebot-system",
 // DefaultNamespace "default", HealthTimeout 2m, ResyncInterval 5m, MaxPruneFraction 0.5,
 // MaxObjectEvents 20, Prune true.
