@@ -24,7 +24,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersion(), newConfig())
+	root.AddCommand(newVersion(), newConfig(), newRun())
 	return root
 }
 

@@ -185,6 +185,12 @@ func (b *Bot) ReconcileOnce(ctx context.Context) (*Status, error) {
 		if !res.Commit.IsZero() {
 			st.Revision, st.Pushed = res.Commit.String(), res.Commit.String()
 			for _, c := range res.Changes.Changes {
+				for i := range st.Targets {
+					ts := &st.Targets[i]
+					if ts.File == c.File && ts.Workload == c.Workload.String() && ts.Container == c.Container {
+						ts.Image, ts.Pending, ts.Reason = c.New, false, "updated in "+res.Commit.String()
+					}
+				}
 				b.log.Info("updated image", "file", c.File, "workload", c.Workload.String(), "container", c.Container,
 					"old", c.Old, "new", c.New, "policy", c.Policy, "commit", res.Commit.String())
 			}

@@ -100,7 +100,7 @@ type Registry struct {
 
 // Images narrows which images are automated and how often each is scanned.
 type Images struct {
-	Include   []string        `yaml:"include" json:"include"` // globs over "host/repo"; empty: all
+	Include   []string        `yaml:"include" json:"include"` // globs over "host/repo" (see MatchImage); empty: all
 	Exclude   []string        `yaml:"exclude" json:"exclude"`
 	Intervals []ImageInterval `yaml:"intervals" json:"intervals"`
 }
@@ -158,4 +158,30 @@ func (d Duration) Or(def time.Duration) time.Duration {
 		return def
 	}
 	return d.Duration
+}
+
+// MatchImage reports whether an image repository ("host/path") matches a glob of
+// spec.images: "*" matches any run of characters ("/" included), "?" any one character.
+func MatchImage(glob, repo string) bool {
+	for len(glob) > 0 {
+		switch glob[0] {
+		case '*':
+			for i := len(repo); i >= 0; i-- {
+				if MatchImage(glob[1:], repo[i:]) {
+					return true
+				}
+			}
+			return false
+		case '?':
+			if repo == "" {
+				return false
+			}
+		default:
+			if repo == "" || repo[0] != glob[0] {
+				return false
+			}
+		}
+		glob, repo = glob[1:], repo[1:]
+	}
+	return repo == ""
 }

@@ -50,7 +50,7 @@ func TestErrorsNameFileLineAndField(t *testing.T) {
 		{"missing url", strings.Replace(minimal, "    url: https://git.example.com/x.git\n", "    branch: main\n", 1), `x.yaml:6: invalid config: spec.git.url: is required`},
 		{"ssh without known_hosts", strings.Replace(minimal, "https://", "ssh://", 1) + "    auth:\n      sshKeyFile: /k\n", `x.yaml:8: invalid config: spec.git.auth.knownHostsFile: is required`},
 		{"bad policy", minimal + "  markers:\n    ns:app:\n      image: r.example.com/app\n      policy: regex:(\n", `x.yaml:11: invalid config: spec.markers.ns:app.policy: `},
-		{"bad glob", minimal + "  images:\n    include: ['[']\n", `x.yaml:9: invalid config: spec.images.include[0]: "[" is not a glob`},
+		{"empty glob", minimal + "  images:\n    include: ['']\n", `x.yaml:9: invalid config: spec.images.include[0]: is empty`},
 		{"bad name", strings.Replace(minimal, "name: x", "name: Not_A_Name", 1), `x.yaml:4: invalid config: metadata.name`},
 		{"path escapes", minimal + "    paths: [../other]\n", `x.yaml:8: invalid config: spec.git.paths[0]: "../other" leaves the repository`},
 		{"bad template", minimal + "    commit:\n      messageTemplate: '{{ .Nope'\n", `x.yaml:9: invalid config: spec.git.commit.messageTemplate`},
@@ -107,6 +107,24 @@ func TestSchemaIsCurrent(t *testing.T) {
 	for _, field := range []string{`"sshKeyFile"`, `"maxPruneFraction"`, `"const": "imagebot.dev/v1alpha1"`, `"additionalProperties": false`} {
 		if !strings.Contains(string(got), field) {
 			t.Errorf("schema lacks %s", field)
+		}
+	}
+}
+
+func TestMatchImage(t *testing.T) {
+	for _, tc := range []struct {
+		glob, repo string
+		want       bool
+	}{
+		{"127.0.0.1:*", "127.0.0.1:5000/team/app", true},
+		{"*/team/*", "registry.example.com/team/app", true},
+		{"docker.io/library/*", "index.docker.io/library/nginx", false},
+		{"registry.example.com/team/ap?", "registry.example.com/team/app", true},
+		{"registry.example.com/team/ap?", "registry.example.com/team/apps", false},
+		{"", "x", false},
+	} {
+		if got := MatchImage(tc.glob, tc.repo); got != tc.want {
+			t.Errorf("MatchImage(%q, %q) = %v", tc.glob, tc.repo, got)
 		}
 	}
 }

@@ -246,14 +246,14 @@ func (r *Repository) validate() []problem {
 	}
 	for field, globs := range map[string][]string{"spec.images.include": r.Spec.Images.Include, "spec.images.exclude": r.Spec.Images.Exclude} {
 		for i, gl := range globs {
-			if _, err := path.Match(gl, ""); err != nil {
-				add(fmt.Sprintf("%s[%d]", field, i), "%q is not a glob: %v", gl, err)
+			if gl == "" {
+				add(fmt.Sprintf("%s[%d]", field, i), "is empty")
 			}
 		}
 	}
 	for i, iv := range r.Spec.Images.Intervals {
-		if _, err := path.Match(iv.Image, ""); err != nil || iv.Image == "" {
-			add(fmt.Sprintf("spec.images.intervals[%d].image", i), "%q is not a glob", iv.Image)
+		if iv.Image == "" {
+			add(fmt.Sprintf("spec.images.intervals[%d].image", i), "is required")
 		}
 		if iv.Interval.Duration == 0 {
 			add(fmt.Sprintf("spec.images.intervals[%d].interval", i), "is required")

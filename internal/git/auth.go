@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
@@ -213,4 +214,35 @@ func PublicKey(keyFile, passphraseFile string) (authorized, fingerprint string, 
 	}
 	pub := signer.PublicKey()
 	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub))), ssh.FingerprintSHA256(pub), nil
+}
+
+// ReadSigningKey reads an armored OpenPGP private key for signing commits, decrypting it
+// with the passphrase in passphraseFile when one is given.
+func ReadSigningKey(keyFile, passphraseFile string) (*openpgp.Entity, error) {
+	f, err := os.Open(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("read signing key: %w", err)
+	}
+	defer f.Close()
+	ring, err := openpgp.ReadArmoredKeyRing(f)
+	if err != nil {
+		return nil, fmt.Errorf("read signing key %s: %w", keyFile, err)
+	}
+	if len(ring) == 0 || ring[0].PrivateKey == nil {
+		return nil, fmt.Errorf("read signing key %s: no private key in it", keyFile)
+	}
+	key := ring[0]
+	if key.PrivateKey.Encrypted {
+		if passphraseFile == "" {
+			return nil, fmt.Errorf("signing key %s is encrypted and no passphrase file is given", keyFile)
+		}
+		pass, err := os.ReadFile(passphraseFile)
+		if err != nil {
+			return nil, fmt.Errorf("read signing key passphrase: %w", err)
+		}
+		if err := key.PrivateKey.Decrypt([]byte(strings.TrimRight(string(pass), "\r\n"))); err != nil {
+			return nil, fmt.Errorf("decrypt signing key %s: %w", keyFile, err)
+		}
+	}
+	return key, nil
 }

@@ -41,7 +41,14 @@ func (r *Repo) Update(ctx context.Context, edit EditFunc) (*Result, error) {
 	backoff := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		res.Attempts = attempt
-		head, err := r.fetch(ctx)
+		fetch := r.fetch
+		if attempt == 1 && r.pushBranch() == r.opts.Branch {
+			// A fetch made just before (Checkout) is not repeated: the push only lands if
+			// the branch is still at that head. (A separate push branch is forced, so it
+			// always starts from a fresh fetch.)
+			fetch = r.recentHead
+		}
+		head, err := fetch(ctx)
 		if err != nil {
 			return res, err
 		}
@@ -142,6 +149,7 @@ func (r *Repo) markPushed(head, commit plumbing.Hash, cs *update.ChangeSet) erro
 	if err := r.repo.Storer.SetReference(plumbing.NewHashReference(r.trackingRef(), commit)); err != nil {
 		return err
 	}
+	r.lastFetch, r.lastHead = time.Time{}, plumbing.ZeroHash
 	if err := r.writeState(workState{Commit: commit.String()}); err != nil {
 		return err
 	}

@@ -61,6 +61,10 @@ type Repo struct {
 	mu     sync.Mutex // held by every operation on the mirror and working tree
 	histMu sync.Mutex // guards the push history file
 	repo   *gogit.Repository
+	// lastFetch and lastHead are the last successful fetch: Update does not fetch again
+	// within reuseFetch of it (its push is conditional on the remote head anyway).
+	lastFetch time.Time
+	lastHead  plumbing.Hash
 	// Recloned is set when Open or a fetch found the mirror unreadable and cloned it again.
 	warnings []string
 }
@@ -210,7 +214,19 @@ func (r *Repo) fetch(ctx context.Context) (plumbing.Hash, error) {
 	if err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("git fetch %s: resolve %s: %w", r.opts.URL, r.trackingRef(), err)
 	}
+	r.lastFetch, r.lastHead = time.Now(), ref.Hash()
 	return ref.Hash(), nil
+}
+
+// reuseFetch is how long a fetch counts as current for Update's first attempt.
+const reuseFetch = 2 * time.Second
+
+// recentHead returns the head of a fetch made within reuseFetch, else fetches.
+func (r *Repo) recentHead(ctx context.Context) (plumbing.Hash, error) {
+	if !r.lastHead.IsZero() && time.Since(r.lastFetch) < reuseFetch {
+		return r.lastHead, nil
+	}
+	return r.fetch(ctx)
 }
 
 // transient says whether a fetch error is worth retrying at once.

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"imagebot.dev/imagebot/internal/daemon"
+)
+
+func newRun() *cobra.Command {
+	var (
+		configs             []string
+		dataDir, listen     string
+		tokenFile, hmacFile string
+		logFormat, logLevel string
+	)
+	cmd := &cobra.Command{
+		Use:   "run --config PATH [--config PATH...]",
+		Short: "Run the daemon: automate every repository in the config files",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(logFormat, logLevel)
+			if err != nil {
+				return err
+			}
+			opts := daemon.Options{ConfigPaths: configs, DataDir: dataDir, Listen: listen, Logger: log}
+			if tokenFile != "" {
+				if opts.WebhookToken, err = readSecret(tokenFile); err != nil {
+					return err
+				}
+			}
+			if hmacFile != "" {
+				s, err := readSecret(hmacFile)
+				if err != nil {
+					return err
+				}
+				opts.WebhookHMACSecret = []byte(s)
+			}
+			d, err := daemon.New(opts)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return d.Run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&configs, "config", nil, "repository config file or directory (repeatable)")
+	f.StringVar(&dataDir, "data-dir", "/var/lib/imagebot", "mirrors, working trees and the scan cache")
+	f.StringVar(&listen, "listen", ":8080", "address of the health, metrics, webhook and status endpoints")
+	f.StringVar(&tokenFile, "webhook-token-file", "", "file holding the shared token registry webhooks present")
+	f.StringVar(&hmacFile, "webhook-hmac-file", "", "file holding the HMAC-SHA256 secret of signed webhooks")
+	f.StringVar(&logFormat, "log-format", "json", "json or text")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	_ = cmd.MarkFlagRequired("config")
+	return cmd
+}
+
+func readSecret(file string) (string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("read secret: %w", err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	o := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, o)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, o)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want json or text", format)
+}

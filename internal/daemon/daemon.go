@@ -1,0 +1,356 @@
+package daemon
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"imagebot.dev/imagebot/internal/bot"
+	"imagebot.dev/imagebot/internal/config"
+	"imagebot.dev/imagebot/internal/git"
+	"imagebot.dev/imagebot/internal/scan"
+)
+
+// SyncerFactory makes the reconciler of a repository (nil: no sync).
+type SyncerFactory func(r *config.Repository) (bot.Syncer, error)
+
+// Options configures a Daemon.
+type Options struct {
+	ConfigPaths []string // files or directories of repository configs
+	DataDir     string   // mirrors, working trees, the scan cache
+	Listen      string   // default ":8080"
+	// WebhookToken and WebhookHMACSecret authenticate registry webhooks; with neither,
+	// webhooks are refused.
+	WebhookToken      string
+	WebhookHMACSecret []byte
+	Syncers           SyncerFactory
+	ConfigPoll        time.Duration // default 10s
+	Logger            *slog.Logger
+}
+
+// Daemon is a running imagebot.
+type Daemon struct {
+	opts    Options
+	log     *slog.Logger
+	metrics *prometheus.Registry
+	sched   *scan.Scheduler
+	cache   *scan.Cache
+
+	mu        sync.Mutex
+	bots      map[string]*running // by repository name
+	configErr string
+	addr      net.Addr
+}
+
+type running struct {
+	cfg  *config.Repository
+	sum  string // of the config, to see changes
+	bot  *bot.Bot
+	done bool
+}
+
+// New prepares a daemon; Run starts it.
+func New(opts Options) (*Daemon, error) {
+	if opts.Listen == "" {
+		opts.Listen = ":8080"
+	}
+	if opts.ConfigPoll <= 0 {
+		opts.ConfigPoll = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.DataDir == "" {
+		return nil, errors.New("daemon: a data dir is required")
+	}
+	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	return &Daemon{opts: opts, log: opts.Logger, bots: map[string]*running{}}, nil
+}
+
+// Run serves until ctx ends, then stops every bot (letting a push in flight finish).
+func (d *Daemon) Run(ctx context.Context) error {
+	repos, err := loadAll(d.opts.ConfigPaths)
+	if err != nil {
+		return err
+	}
+	d.metrics = prometheus.NewRegistry()
+	d.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	scanMetrics, err := scan.NewMetrics(d.metrics)
+	if err != nil {
+		return err
+	}
+	d.cache, err = scan.OpenCache(filepath.Join(d.opts.DataDir, "scan"), scan.CacheOptions{Logger: d.log})
+	if err != nil {
+		return err
+	}
+	defer d.cache.Close()
+	scanner := scan.New(scanOptions(repos, d.cache, scanMetrics))
+	d.sched = scan.NewScheduler(scanner, scan.SchedulerOptions{Metrics: scanMetrics, OnUpdate: d.onScan})
+	d.sched.Start(ctx)
+	defer d.sched.Stop()
+
+	srv, err := d.serve(scanMetrics)
+	if err != nil {
+		return err
+	}
+	defer srv.Shutdown(context.Background())
+
+	d.apply(ctx, repos)
+	defer d.stopAll()
+	tick := time.NewTicker(d.opts.ConfigPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			repos, err := loadAll(d.opts.ConfigPaths)
+			d.mu.Lock()
+			d.configErr = ""
+			if err != nil {
+				d.configErr = err.Error()
+			}
+			d.mu.Unlock()
+			if err != nil {
+				d.log.Error("config reload failed; keeping the running config", "err", err)
+				continue
+			}
+			d.apply(ctx, repos)
+		}
+	}
+}
+
+// Addr is the HTTP listener's address once Run is serving.
+func (d *Daemon) Addr() net.Addr {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.addr
+}
+
+func loadAll(paths []string) ([]*config.Repository, error) {
+	var out []*config.Repository
+	var errs []error
+	seen := map[string]string{}
+	for _, p := range paths {
+		repos, err := config.Load(p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, r := range repos {
+			if other, dup := seen[r.Metadata.Name]; dup {
+				errs = append(errs, fmt.Errorf("%s: repository %q is also defined in %s", r.File, r.Metadata.Name, other))
+			}
+			seen[r.Metadata.Name] = r.File
+			out = append(out, r)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// scanOptions merges the registry settings of every repository (the last one wins).
+func scanOptions(repos []*config.Repository, cache *scan.Cache, m *scan.Metrics) scan.Options {
+	opts := scan.Options{Keychain: authn.DefaultKeychain, Cache: cache, Metrics: m, Hosts: map[string]scan.HostOptions{}}
+	for _, r := range repos {
+		if p := r.Spec.Scan.Platform; p != "" {
+			if pl, err := v1.ParsePlatform(p); err == nil {
+				opts.Platform = *pl
+			}
+		}
+		if r.Spec.Scan.TagCap > 0 {
+			opts.TagCap = r.Spec.Scan.TagCap
+		}
+		for _, reg := range r.Spec.Registries {
+			opts.Hosts[reg.Host] = scan.HostOptions{Limit: scan.Limit{RPS: reg.RPS, Burst: reg.Burst}, PageSize: reg.PageSize}
+		}
+	}
+	return opts
+}
+
+// onScan wakes the bots that watch a repository whose scan succeeded.
+func (d *Daemon) onScan(u scan.Update) {
+	if u.Err != nil {
+		d.log.Warn("scan failed", "repository", u.Repo.Name(), "err", u.Err)
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, r := range d.bots {
+		if r.bot.Watches(u.Repo) {
+			r.bot.Wake()
+		}
+	}
+}
+
+func configSum(r *config.Repository) string {
+	b, _ := json.Marshal(r)
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// apply starts, restarts and stops bots to match repos.
+func (d *Daemon) apply(ctx context.Context, repos []*config.Repository) {
+	want := map[string]*config.Repository{}
+	for _, r := range repos {
+		want[r.Metadata.Name] = r
+	}
+	d.mu.Lock()
+	var stop []*running
+	for name, r := range d.bots {
+		if w, ok := want[name]; !ok || configSum(w) != r.sum {
+			stop = append(stop, r)
+			delete(d.bots, name)
+		}
+	}
+	d.mu.Unlock()
+	for _, r := range stop {
+		r.bot.Stop()
+		d.log.Info("stopped repository", "repository", r.cfg.Metadata.Name)
+	}
+	for name, cfg := range want {
+		d.mu.Lock()
+		_, ok := d.bots[name]
+		d.mu.Unlock()
+		if ok {
+			continue
+		}
+		b, err := d.newBot(ctx, cfg)
+		if err != nil {
+			d.log.Error("cannot start repository", "repository", name, "err", err)
+			continue
+		}
+		d.mu.Lock()
+		d.bots[name] = &running{cfg: cfg, sum: configSum(cfg), bot: b}
+		d.mu.Unlock()
+		b.Start(ctx)
+		d.log.Info("started repository", "repository", name, "url", cfg.Spec.Git.URL, "branch", cfg.Spec.Git.Branch)
+	}
+}
+
+func (d *Daemon) stopAll() {
+	d.mu.Lock()
+	bots := d.bots
+	d.bots = map[string]*running{}
+	d.mu.Unlock()
+	for _, r := range bots {
+		r.bot.Stop()
+	}
+}
+
+func (d *Daemon) newBot(ctx context.Context, cfg *config.Repository) (*bot.Bot, error) {
+	g := cfg.Spec.Git
+	gopts := git.Options{URL: g.URL, Branch: g.Branch, PushBranch: g.PushBranch, Depth: g.Depth,
+		Dir: filepath.Join(d.opts.DataDir, "repos", cfg.Metadata.Name), Timeout: g.Timeout.Duration,
+		Author:          git.Signature{Name: g.Commit.AuthorName, Email: g.Commit.AuthorEmail},
+		Committer:       git.Signature{Name: g.Commit.CommitterName, Email: g.Commit.CommitterEmail},
+		MessageTemplate: g.Commit.MessageTemplate, CISkip: g.Commit.CISkip, SignOff: g.Commit.SignOff,
+		PushOptions: g.PushOptions}
+	switch {
+	case g.Auth.SSHKeyFile != "":
+		if g.Auth.InsecureIgnoreHostKey {
+			d.log.Warn("SSH HOST KEY CHECKING IS OFF for this repository: anyone on the network path can impersonate the git server", "repository", cfg.Metadata.Name)
+		}
+		m, err := git.SSHAuth{User: sshUser(g), KeyFile: g.Auth.SSHKeyFile, PassphraseFile: g.Auth.SSHKeyPassphraseFile,
+			KnownHosts: g.Auth.KnownHostsFile, InsecureIgnoreHostKey: g.Auth.InsecureIgnoreHostKey}.Method()
+		if err != nil {
+			return nil, err
+		}
+		gopts.Auth = m
+	case g.Auth.PasswordFile != "":
+		m, err := git.HTTPSAuth{Username: g.Auth.Username, PasswordFile: g.Auth.PasswordFile}.Method()
+		if err != nil {
+			return nil, err
+		}
+		gopts.Auth = m
+	}
+	if g.Commit.SigningKeyFile != "" {
+		key, err := git.ReadSigningKey(g.Commit.SigningKeyFile, g.Commit.SigningKeyPassphraseFile)
+		if err != nil {
+			return nil, err
+		}
+		gopts.SigningKey = key
+	}
+	repo, err := git.Open(ctx, gopts)
+	if err != nil {
+		return nil, err
+	}
+	creds := map[string]scan.Credentials{}
+	for _, reg := range cfg.Spec.Registries {
+		if reg.DockerConfigFile != "" {
+			c, err := scan.DockerConfigFile(reg.DockerConfigFile)
+			if err != nil {
+				return nil, err
+			}
+			creds[reg.Host] = c
+		}
+	}
+	var syncer bot.Syncer
+	if d.opts.Syncers != nil && *cfg.Spec.Sync.Enabled {
+		s, err := d.opts.Syncers(cfg)
+		if err != nil {
+			return nil, err
+		}
+		syncer = s
+	}
+	images := cfg.Spec.Images
+	return bot.New(bot.Options{
+		Name: cfg.Metadata.Name, Repo: repo, Scheduler: d.sched, Syncer: syncer, Credentials: creds,
+		ScanInterval: cfg.Spec.Scan.Interval.Duration, GitInterval: g.Interval.Or(time.Minute),
+		Include: func(repo string) bool {
+			if len(images.Include) > 0 && !matchAny(images.Include, repo) {
+				return false
+			}
+			return !matchAny(images.Exclude, repo)
+		},
+		ImageInterval: func(repo string) time.Duration {
+			for _, iv := range images.Intervals {
+				if config.MatchImage(iv.Image, repo) {
+					return iv.Interval.Duration
+				}
+			}
+			return 0
+		},
+		Logger: d.log,
+	}), nil
+}
+
+// sshUser is the configured user, else the URL's, else "git".
+func sshUser(g config.Git) string {
+	if g.Auth.SSHUser != "" {
+		return g.Auth.SSHUser
+	}
+	u := g.URL
+	if i := strings.Index(u, "://"); i >= 0 {
+		u = u[i+3:]
+	}
+	if at := strings.Index(u, "@"); at >= 0 && at < strings.IndexAny(u+"/", ":/") {
+		return u[:at]
+	}
+	return "git"
+}
+
+func matchAny(globs []string, s string) bool {
+	for _, g := range globs {
+		if config.MatchImage(g, s) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,203 @@
+package daemon_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"imagebot.dev/imagebot/internal/daemon"
+	"imagebot.dev/imagebot/internal/testenv"
+)
+
+const seed = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: fluxdemo
+  namespace: my-demo
+  annotations:
+    flux.weave.works/automated: 'true'
+    flux.weave.works/tag.flask: glob:develop-v*
+spec:
+  template:
+    spec:
+      containers:
+      - name: flask
+        image: REG/team/flaskapp:develop-v1.8.0
+`
+
+// world is a daemon watching one repository on the test git server, whose images live on
+// the test registry, which sends its webhooks to the daemon.
+type world struct {
+	env      *testenv.Env
+	daemon   string // http://127.0.0.1:PORT
+	repoPath string
+	t0       time.Time
+}
+
+func freeAddr(t testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func startWorld(t testing.TB) *world {
+	addr := freeAddr(t)
+	const token = "hook-token"
+	env := testenv.New(t, testenv.Options{Registry: true, GitServer: true, RegistryOptions: testenv.RegistryOptions{
+		NotifyURL:     "http://" + addr + "/hooks/registry/distribution",
+		NotifyHeaders: map[string]string{"Authorization": "Bearer " + token}}})
+	ctx := context.Background()
+	w := &world{env: env, daemon: "http://" + addr, repoPath: env.Git.RepoPath("config"), t0: time.Now().Add(-24 * time.Hour)}
+	if _, err := env.Registry.Push(ctx, "team/flaskapp", "develop-v1.8.0", testenv.ImageSpec{Created: w.t0}); err != nil {
+		t.Fatal(err)
+	}
+	url, err := env.Git.CreateRepo("config", "main", map[string]string{"apps/flask.yaml": strings.ReplaceAll(seed, "REG", env.Registry.Host)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`apiVersion: imagebot.dev/v1alpha1
+kind: Repository
+metadata:
+  name: demo
+spec:
+  git:
+    url: %s
+    interval: 1h
+    auth:
+      sshKeyFile: %s
+      knownHostsFile: %s
+  scan:
+    interval: 1h
+  images:
+    include: ["127.0.0.1:*"]
+`, url, env.Git.DeployKey, env.Git.KnownHosts)
+	cfgFile := filepath.Join(dir, "demo.yaml")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err := daemon.New(daemon.Options{ConfigPaths: []string{cfgFile}, DataDir: filepath.Join(dir, "data"),
+		Listen: addr, WebhookToken: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(runCtx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("daemon: %v", err)
+		}
+	})
+	// Ready once the repository reconciled and the first scan is in.
+	w.waitStatus(t, 30*time.Second, func(st daemon.Status) bool {
+		return len(st.Images) == 1 && !st.Images[0].LastOK.IsZero() && len(st.Repositories) == 1 &&
+			len(st.Repositories[0].Targets) == 1 && st.Repositories[0].Targets[0].Best == "develop-v1.8.0"
+	})
+	return w
+}
+
+func (w *world) status(t testing.TB) daemon.Status {
+	resp, err := http.Get(w.daemon + "/api/v1/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st daemon.Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func (w *world) waitStatus(t testing.TB, limit time.Duration, ok func(daemon.Status) bool) daemon.Status {
+	deadline := time.Now().Add(limit)
+	for {
+		resp, err := http.Get(w.daemon + "/api/v1/status")
+		if err == nil {
+			var st daemon.Status
+			err = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+			if err == nil && ok(st) {
+				return st
+			}
+		}
+		if time.Now().After(deadline) {
+			b, _ := json.MarshalIndent(w.status(t), "", "  ")
+			t.Fatalf("status not reached in %v:\n%s", limit, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// pushAndWait pushes tag and returns how long until the git server holds the commit that
+// sets it: the registry's webhook is the only trigger (every poll interval is an hour).
+func (w *world) pushAndWait(t testing.TB, tag string, created time.Time) time.Duration {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := w.env.Registry.Push(ctx, "team/flaskapp", tag, testenv.ImageSpec{Created: created}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for ctx.Err() == nil {
+		if got, err := testenv.ReadFile(w.repoPath, "main", "apps/flask.yaml"); err == nil && strings.Contains(got, "flaskapp:"+tag+"\n") {
+			return time.Since(start)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("%s was not committed within 30s", tag)
+	return 0
+}
+
+func TestWebhookToCommit(t *testing.T) {
+	w := startWorld(t)
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		resp, err := http.Get(w.daemon + path)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %v %v", path, resp, err)
+		}
+		resp.Body.Close()
+	}
+	latency := w.pushAndWait(t, "develop-v1.8.1", w.t0.Add(time.Hour))
+	t.Logf("tag pushed -> commit pushed: %v", latency)
+	head, _ := testenv.Head(w.repoPath, "main")
+	if !strings.HasPrefix(head.Message, "Update my-demo/fluxdemo flask to develop-v1.8.1") {
+		t.Errorf("commit: %q", head.Message)
+	}
+	st := w.waitStatus(t, 10*time.Second, func(st daemon.Status) bool { return st.Repositories[0].Revision == head.Hash.String() })
+	if st.Repositories[0].Targets[0].Image != w.env.Registry.Host+"/team/flaskapp:develop-v1.8.1" {
+		t.Errorf("status: %+v", st.Repositories[0])
+	}
+	// An unauthenticated webhook is refused.
+	resp, err := http.Post(w.daemon+"/hooks/registry/generic", "application/json", strings.NewReader(`{"image":"x","tag":"y"}`))
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("unauthenticated webhook: %v %v", resp, err)
+	}
+}
+
+// BenchmarkWebhookToCommit measures tag push (the registry's webhook as the only trigger)
+// to the commit on the git server; it reports the median and the worst of b.N pushes.
+func BenchmarkWebhookToCommit(b *testing.B) {
+	w := startWorld(b)
+	var lat []time.Duration
+	n := 1
+	for b.Loop() {
+		lat = append(lat, w.pushAndWait(b, fmt.Sprintf("develop-v1.9.%d", n), w.t0.Add(time.Duration(n)*time.Hour)))
+		n++
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)-1].Milliseconds()), "max-ms")
+}

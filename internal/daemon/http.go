@@ -1,0 +1,114 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"imagebot.dev/imagebot/internal/bot"
+	"imagebot.dev/imagebot/internal/scan"
+)
+
+var formats = []scan.Format{scan.FormatDistribution, scan.FormatDockerHub, scan.FormatHarbor,
+	scan.FormatQuay, scan.FormatGitHub, scan.FormatGeneric}
+
+// serve starts the HTTP server on Options.Listen.
+func (d *Daemon) serve(m *scan.Metrics) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", d.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /api/v1/status", d.status)
+	if d.opts.WebhookToken != "" || len(d.opts.WebhookHMACSecret) > 0 {
+		for _, f := range formats {
+			h, err := scan.NewWebhook(scan.WebhookOptions{Format: f, Trigger: d.sched, Token: d.opts.WebhookToken,
+				HMACSecret: d.opts.WebhookHMACSecret, Logger: d.log, Metrics: m})
+			if err != nil {
+				return nil, err
+			}
+			mux.Handle("POST /hooks/registry/"+string(f), h)
+		}
+	}
+	l, err := net.Listen("tcp", d.opts.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", d.opts.Listen, err)
+	}
+	d.mu.Lock()
+	d.addr = l.Addr()
+	d.mu.Unlock()
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("http server stopped", "err", err)
+		}
+	}()
+	d.log.Info("serving", "addr", l.Addr().String())
+	return srv, nil
+}
+
+func (d *Daemon) readyz(w http.ResponseWriter, _ *http.Request) {
+	for _, st := range d.bots2status() {
+		if st.Started.IsZero() {
+			http.Error(w, "repository "+st.Repository+" has not reconciled yet", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// Status is what /api/v1/status returns.
+type Status struct {
+	Repositories []bot.Status  `json:"repositories"`
+	Images       []ImageStatus `json:"images"`
+	ConfigError  string        `json:"configError,omitempty"`
+}
+
+// ImageStatus is the scanner's view of one image repository.
+type ImageStatus struct {
+	Repository string    `json:"repository"`
+	Tags       int       `json:"tags"`
+	LastScan   time.Time `json:"lastScan"`
+	LastOK     time.Time `json:"lastOK"`
+	NextScan   time.Time `json:"nextScan"`
+	Failed     bool      `json:"failed"`
+	LastError  string    `json:"lastError,omitempty"`
+}
+
+func (d *Daemon) bots2status() []bot.Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]bot.Status, 0, len(d.bots))
+	for name, r := range d.bots {
+		st := r.bot.Status()
+		st.Repository = name
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Repository < out[j].Repository })
+	return out
+}
+
+func (d *Daemon) status(w http.ResponseWriter, _ *http.Request) {
+	st := Status{Repositories: d.bots2status()}
+	for _, s := range d.sched.Status() {
+		is := ImageStatus{Repository: s.Repo.Name(), Tags: s.Tags, LastScan: s.LastScan, LastOK: s.LastOK,
+			NextScan: s.NextScan, Failed: s.Failed}
+		if s.LastError != nil {
+			is.LastError = s.LastError.Error()
+		}
+		st.Images = append(st.Images, is)
+	}
+	sort.Slice(st.Images, func(i, j int) bool { return st.Images[i].Repository < st.Images[j].Repository })
+	d.mu.Lock()
+	st.ConfigError = d.configErr
+	d.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(st)
+}
