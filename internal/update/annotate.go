@@ -99,6 +99,7 @@ func (f *Finder) Annotate(ctx context.Context, root string, edit AnnotationEdit)
 		if len(findObjects(pf, edit.Workload)) > 0 {
 			found = append(found, file)
 		}
+		pf.release()
 	}
 	switch len(found) {
 	case 0:

@@ -2,6 +2,7 @@ package update
 
 import (
 	"bytes"
+	"sync"
 	"unicode/utf8"
 
 	"sigs.k8s.io/kustomize/kyaml/yaml"
@@ -15,36 +16,45 @@ import (
 // byte order mark, anchors, aliases, tags, block scalars, multi-line scalars or flow
 // collections, directives, complex keys, odd indentation — and the caller uses yaml.v3.
 // FuzzFastParse checks that whatever it accepts, yaml.v3 accepts and reads the same.
-func fastParse(data []byte) (docs []*yaml.Node, ok bool) {
+//
+// The nodes live in the returned arena: call its release once the trees are no longer
+// needed (or drop it to leave them to the garbage collector).
+func fastParse(data []byte) (docs []*yaml.Node, arena *nodeArena, ok bool) {
 	defer func() {
 		if recover() != nil {
-			docs, ok = nil, false
+			docs, arena, ok = nil, nil, false
 		}
 	}()
 	if !utf8.Valid(data) {
-		return nil, false
+		return nil, nil, false
 	}
 	for i, c := range data {
 		switch {
 		case c < 0x20 && c != '\n' && c != '\r', c == 0x7F:
-			return nil, false // tabs, and control characters yaml.v3 rejects
+			return nil, nil, false // tabs, and control characters yaml.v3 rejects
 		case c == 0xC2 && i+1 < len(data) && data[i+1] >= 0x80 && data[i+1] <= 0x9F:
-			return nil, false // C1 controls and NEL
+			return nil, nil, false // C1 controls and NEL
 		case c == 0xEF && i+2 < len(data) && data[i+1] == 0xBF && data[i+2] >= 0xBE:
-			return nil, false // U+FFFE, U+FFFF
+			return nil, nil, false // U+FFFE, U+FFFF
 		case c == '\r' && (i+1 >= len(data) || data[i+1] != '\n'):
-			return nil, false
+			return nil, nil, false
 		case c == 0xE2 && i+2 < len(data) && data[i+1] == 0x80 && (data[i+2] == 0xA8 || data[i+2] == 0xA9):
-			return nil, false
+			return nil, nil, false
 		case c == 0xEF && i+2 < len(data) && data[i+1] == 0xBB && data[i+2] == 0xBF:
-			return nil, false
+			return nil, nil, false
 		}
 	}
-	p := &fastParser{data: data, str: string(data)}
+	p := &fastParser{data: data, str: string(data), arena: arenaPool.Get().(*nodeArena)}
 	if !p.split() {
-		return nil, false
+		p.arena.release()
+		return nil, nil, false
 	}
-	return p.documents()
+	docs, ok = p.documents()
+	if !ok {
+		p.arena.release()
+		return nil, nil, false
+	}
+	return docs, p.arena, true
 }
 
 type fline struct {
@@ -57,10 +67,10 @@ type fline struct {
 
 type fastParser struct {
 	data  []byte
-	str   string      // data as one string: scalar values are substrings of it
-	slab  []yaml.Node // nodes are allocated in chunks
-	lines []fline     // content lines and "---" lines
-	seg   []fline     // the lines of the document being parsed
+	str   string     // data as one string: scalar values are substrings of it
+	arena *nodeArena // where nodes are allocated
+	lines []fline    // content lines and "---" lines
+	seg   []fline    // the lines of the document being parsed
 	i     int
 	bad   bool
 }
@@ -135,13 +145,53 @@ func (p *fastParser) documents() ([]*yaml.Node, bool) {
 	return docs, true
 }
 
-// node allocates a node from the slab.
+// node allocates a node from the arena.
 func (p *fastParser) node(n yaml.Node) *yaml.Node {
-	if len(p.slab) == cap(p.slab) {
-		p.slab = make([]yaml.Node, 0, 128)
+	return p.arena.alloc(n)
+}
+
+// nodeArena hands out nodes from chunks that are reused across files (Find parses
+// thousands of files whose trees are garbage as soon as their targets are taken).
+type nodeArena struct {
+	chunks [][]yaml.Node
+	chunk  int // index of the chunk in use
+	used   int // nodes used in it
+}
+
+const arenaChunk = 512
+
+var arenaPool = sync.Pool{New: func() any { return &nodeArena{} }}
+
+func (a *nodeArena) alloc(n yaml.Node) *yaml.Node {
+	if len(a.chunks) == 0 || a.used == arenaChunk {
+		if len(a.chunks) > 0 {
+			a.chunk++
+		}
+		if a.chunk == len(a.chunks) {
+			a.chunks = append(a.chunks, make([]yaml.Node, arenaChunk))
+		}
+		a.used = 0
 	}
-	p.slab = append(p.slab, n)
-	return &p.slab[len(p.slab)-1]
+	x := &a.chunks[a.chunk][a.used]
+	*x = n
+	a.used++
+	return x
+}
+
+// release clears the nodes handed out (so they hold no strings) and returns the arena to
+// the pool. No node of it may be used afterwards.
+func (a *nodeArena) release() {
+	for i := 0; i < a.chunk && i < len(a.chunks); i++ {
+		clear(a.chunks[i])
+	}
+	if len(a.chunks) > 0 {
+		clear(a.chunks[a.chunk][:a.used])
+	}
+	a.chunk, a.used = 0, 0
+	if len(a.chunks) > 8 {
+		a.chunks = a.chunks[:8] // do not keep a huge file's arena
+	}
+	arenaPool.Put(a)
 }
 
 func (p *fastParser) cur() *fline {

@@ -58,7 +58,7 @@ func sameNodes(a, b *yaml.Node, path string) error {
 
 func checkFastParse(t *testing.T, data []byte) bool {
 	t.Helper()
-	fast, ok := fastParse(data)
+	fast, _, ok := fastParse(data)
 	if !ok {
 		return false
 	}

@@ -120,7 +120,7 @@ feed:
 
 // FindBytes finds the targets in one file's content; file is its repository-relative name.
 func (f *Finder) FindBytes(file string, data []byte) ([]Target, []Problem) {
-	r := f.scanBytes(file, data, true).result()
+	r := f.scanBytes(file, data, true).done()
 	return r.targets, r.problems
 }
 
@@ -129,6 +129,13 @@ func (f *Finder) FindBytes(file string, data []byte) ([]Target, []Problem) {
 type fileResult struct {
 	targets  []Target
 	problems []Problem
+}
+
+// done takes the result and releases the parse trees.
+func (s fileScan) done() fileResult {
+	r := s.result()
+	s.pf.release()
+	return r
 }
 
 func (s fileScan) result() fileResult {
@@ -155,14 +162,14 @@ func (f *Finder) scanFile(root, file string, fresh map[string]cacheEntry) fileRe
 		return fileResult{}
 	}
 	if f.NoCache {
-		return f.scanBytes(file, data, true).result()
+		return f.scanBytes(file, data, true).done()
 	}
 	sum := sha256.Sum256(data)
 	f.mu.Lock()
 	e, ok := f.cache[file]
 	f.mu.Unlock()
 	if !ok || e.sum != sum {
-		e = cacheEntry{sum: sum, result: f.scanBytes(file, data, true).result()}
+		e = cacheEntry{sum: sum, result: f.scanBytes(file, data, true).done()}
 	}
 	f.mu.Lock()
 	fresh[file] = e

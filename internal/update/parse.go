@@ -19,9 +19,19 @@ const MaxAliasExpansion = 100_000
 // parsedFile is a YAML file parsed into documents, with the positions index used to
 // splice bytes.
 type parsedFile struct {
-	data []byte
-	li   *lineIndex   // built on first use (only the editor needs it)
-	docs []*yaml.Node // document roots (the DocumentNode's content), nil for empty documents
+	data  []byte
+	li    *lineIndex   // built on first use (only the editor needs it)
+	docs  []*yaml.Node // document roots (the DocumentNode's content), nil for empty documents
+	arena *nodeArena   // holds the nodes of a fast parse
+}
+
+// release gives the nodes of a fast parse back for reuse; the trees must not be used
+// afterwards. It is a no-op for a yaml.v3 parse.
+func (pf *parsedFile) release() {
+	if pf != nil && pf.arena != nil {
+		pf.arena.release()
+		pf.arena, pf.docs = nil, nil
+	}
 }
 
 // index returns the positions index of the file.
@@ -50,13 +60,14 @@ func parseFile(file string, data []byte, fast bool) (*parsedFile, *Problem) {
 	}
 	pf := &parsedFile{data: data}
 	if fast && !bytes.Contains(data, []byte(`"$image`)) {
-		if docs, ok := fastParse(data); ok {
+		if docs, arena, ok := fastParse(data); ok {
 			for _, root := range docs {
 				if p := checkTree(file, root); p != nil {
+					arena.release()
 					return nil, p
 				}
 			}
-			pf.docs = docs
+			pf.docs, pf.arena = docs, arena
 			return pf, nil
 		}
 	}
