@@ -223,6 +223,7 @@ func (m *Manager) applyOne(ctx context.Context, r *liveReader, obj *unstructured
 	applied, err := m.applyObject(ctx, mp, prepared, false)
 	if err == nil {
 		ch.UID = applied.GetUID()
+		r.noteWrite(mp, applied, prepared)
 		return ch
 	}
 	if !isImmutable(err) {
@@ -236,6 +237,7 @@ func (m *Manager) applyOne(ctx context.Context, r *liveReader, obj *unstructured
 		return fail("recreate (immutable field changed)", err)
 	}
 	ch.UID = applied.GetUID()
+	r.noteWrite(mp, applied, prepared)
 	ch.Action, ch.Reason = Recreated, "immutable field changed"
 	return ch
 }

@@ -179,7 +179,7 @@ metadata:
 func TestRestrictedCredentials(t *testing.T) {
 	c := cluster(t)
 	ctx := ctxFor(t, 2*time.Minute)
-	kubectl(t, "create", "namespace", "rbac-a")
+	ensureNamespace(t, "rbac-a")
 	cfg, _, err := c.ServiceAccountConfig(ctx, "rbac-a", "bot")
 	if err != nil {
 		t.Fatal(err)

@@ -185,3 +185,30 @@ func TestManagedFieldsPatch(t *testing.T) {
 		})
 	}
 }
+
+func TestApplyOrder(t *testing.T) {
+	refs := []ObjectRef{
+		{Group: "admissionregistration.k8s.io", Kind: "ValidatingWebhookConfiguration", Name: "hook"},
+		{Group: "apps", Kind: "Deployment", Namespace: "a", Name: "web"},
+		{Kind: "ConfigMap", Namespace: "a", Name: "cfg"},
+		{Group: "example.dev", Kind: "Widget", Namespace: "a", Name: "w"},
+		{Kind: "Namespace", Name: "a"},
+		{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition", Name: "widgets.example.dev"},
+		{Kind: "ServiceAccount", Namespace: "a", Name: "sa"},
+	}
+	sortRefs(refs)
+	var got []string
+	for _, r := range refs {
+		got = append(got, r.Kind)
+	}
+	want := "Namespace CustomResourceDefinition ServiceAccount ConfigMap Deployment Widget ValidatingWebhookConfiguration"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("order %v, want %s", got, want)
+	}
+	if stageOf(ObjectRef{Group: "storage.k8s.io", Kind: "StorageClass"}.GroupKind(), true) != stageDefinitions {
+		t.Fatal("a cluster-scoped class is not in the first stage")
+	}
+	if stageOf(ObjectRef{Group: "example.dev", Kind: "WidgetClass"}.GroupKind(), false) != stageObjects {
+		t.Fatal("a namespaced *Class kind is in the first stage")
+	}
+}

@@ -95,26 +95,35 @@
 //
 // While a Syncer is started, informers (one per kind and namespace, selected by the owner
 // label) watch the applied objects. An update that makes an object differ from its declared
-// configuration, or a deletion, queues it; the queue is re-applied after DriftDebounce (100ms)
-// of quiet, at most DriftMaxDelay (1s) after the first event. Status-only changes are not
-// drift. A full reconcile of the last desired set runs every ResyncInterval (default 5m) as
-// a backstop.
+// configuration (the comparison above, against the informer's copy), or a deletion, queues
+// it; the queue is re-applied after DriftDebounce (100ms) of quiet, at most DriftMaxDelay (1s)
+// after the first event. Status-only changes are not drift, nor are annotations and labels
+// added by others (`kubectl rollout restart`, `kubectl annotate`): only what git declares is
+// held. A full reconcile of the last desired set runs every ResyncInterval (default 5m) as a
+// backstop. The informers hold whole objects, since telling drift needs the declared fields;
+// what needs metadata only reads metadata only (prune's re-read, the LIST that finds existing
+// objects without the owner label). While they run, they also serve Apply and Wait, so that an
+// unchanged sync makes no request but the inventory's GET.
 //
 // # Health and status
 //
-// After applying, Sync waits up to HealthTimeout (default 2m; 0 skips the wait) for kstatus to
-// report every object Current. Result carries per-object health, the overall status (Ready,
-// Reconciling, Stalled), the last applied and last attempted revisions (commit SHAs given by
-// the caller), and the ChangeSet. Events go through the EventRecorder given in SyncerOptions
-// (client-go's record.EventRecorder satisfies it): one per changed object (up to
-// MaxObjectEvents per sync) and one summary on the inventory ConfigMap.
+// After applying, Sync waits up to HealthTimeout (default 2m; negative: no wait, a snapshot)
+// for kstatus to report every object Current; drift corrections are not held up meanwhile.
+// Result carries per-object health, the overall status (Ready, Reconciling, Stalled), the last
+// applied and last attempted revisions (commit SHAs given by the caller), and the ChangeSet. Events go through the EventRecorder given in SyncerOptions
+// (client-go's record.EventRecorder satisfies it): one per changed or failed object (up to
+// MaxObjectEvents per sync), one per drift correction, and one summary on the inventory
+// ConfigMap; a sync that changed nothing and whose status did not change records none.
 //
 // # Units and defaults
 //
 // Durations are time.Duration. Options: FieldManager "imagebot", QPS 200, Burst 400,
 // Concurrency 8, CRDTimeout 30s. SyncerOptions: InventoryNamespace "imagebot-system",
 // DefaultNamespace "default", HealthTimeout 2m, ResyncInterval 5m, MaxPruneFraction 0.5,
-// MaxObjectEvents 20, Prune true.
+// MaxObjectEvents 20, DriftDebounce 100ms, DriftMaxDelay 1s, Prune off (as Flux v1's garbage
+// collection: the daemon's config turns it on; without it, objects removed from git are left
+// and dropped from the inventory). A failed drift correction is retried after 1s, doubling,
+// 8 times; the resync takes over after that.
 package sync
 
 // Names imagebot writes on objects, and the annotations it reads.

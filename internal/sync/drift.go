@@ -36,7 +36,45 @@ type watcher struct {
 	hpaDecl   []*unstructured.Unstructured
 	informers map[groupKey]*informer
 	pending   map[ObjectRef]string
+	retries   map[ObjectRef]int
+	written   map[objectKey]string // checksums written and not yet seen by the informers
 	kick      chan struct{}
+}
+
+type objectKey struct {
+	groupKey
+	name string
+}
+
+// Retry of failed corrections: 1s, doubling, at most maxDriftRetries times; the periodic
+// resync takes over after that.
+const maxDriftRetries = 8
+
+// retryLater queues ref again after a backoff, unless it failed too often.
+func (w *watcher) retryLater(ref ObjectRef, reason string) {
+	w.mu.Lock()
+	n := w.retries[ref]
+	w.retries[ref] = n + 1
+	ctx := w.ctx
+	w.mu.Unlock()
+	if n >= maxDriftRetries || ctx == nil {
+		return
+	}
+	t := time.NewTimer(time.Second << n)
+	go func() {
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+			w.enqueue(ref, reason)
+		}
+	}()
+}
+
+func (w *watcher) succeeded(ref ObjectRef) {
+	w.mu.Lock()
+	delete(w.retries, ref)
+	w.mu.Unlock()
 }
 
 type informer struct {
@@ -60,7 +98,8 @@ func (i *informer) usable() bool {
 func newWatcher(m *Manager, owner string, debounce, maxDelay time.Duration, onDrift func(context.Context, map[ObjectRef]string)) *watcher {
 	return &watcher{m: m, owner: owner, debounce: debounce, maxDelay: maxDelay, onDrift: onDrift,
 		desired: map[ObjectRef]*unstructured.Unstructured{}, informers: map[groupKey]*informer{},
-		pending: map[ObjectRef]string{}, kick: make(chan struct{}, 1)}
+		pending: map[ObjectRef]string{}, retries: map[ObjectRef]int{}, written: map[objectKey]string{},
+		kick: make(chan struct{}, 1)}
 }
 
 // start runs the informers for the desired set and the debounce loop until ctx ends.
@@ -261,7 +300,28 @@ func (w *watcher) lookup(gvr schema.GroupVersionResource, ns, name string) (*uns
 		return nil, false, true
 	}
 	u, _ := obj.(*unstructured.Unstructured)
-	return u, u != nil, true
+	if u == nil {
+		return nil, false, true
+	}
+	k := objectKey{groupKey{gvr, ns}, name}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if want, ok := w.written[k]; ok {
+		if u.GetAnnotations()[AnnotationChecksum] != want {
+			return nil, false, true // stale: not yet updated with our last write
+		}
+		delete(w.written, k)
+	}
+	return u, true, true
+}
+
+func (w *watcher) noteWrite(gvr schema.GroupVersionResource, ns, name, checksum string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.written) > 100_000 { // bounded: entries leave when the informer catches up
+		clear(w.written)
+	}
+	w.written[objectKey{groupKey{gvr, ns}, name}] = checksum
 }
 
 func (w *watcher) hpas(ns string) ([]*unstructured.Unstructured, bool) {

@@ -10,6 +10,7 @@ import (
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
@@ -36,7 +37,7 @@ func TestHPAOwnsReplicas(t *testing.T) {
 	c := cluster(t)
 	ctx := ctxFor(t, 2*time.Minute)
 	const ns = "hpa"
-	kubectl(t, "create", "namespace", ns)
+	ensureNamespace(t, ns)
 	cs := kubernetes.NewForConfigOrDie(c.Config)
 	s := newSyncer(t, newManager(t, c.Config), ksync.SyncerOptions{Name: "hpa", HealthTimeout: -1, ResyncInterval: time.Hour})
 	dir := t.TempDir()
@@ -112,7 +113,7 @@ func TestTakeOverFromKubectl(t *testing.T) {
 	c := cluster(t)
 	ctx := ctxFor(t, time.Minute)
 	const ns = "takeover"
-	kubectl(t, "create", "namespace", ns)
+	ensureNamespace(t, ns)
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: takeover}\ndata: {a: \"1\", old: \"x\"}\n"})
 	kubectl(t, "apply", "-f", dir+"/cm.yaml")
@@ -206,4 +207,34 @@ func TestNoWriteWhenUnchanged(t *testing.T) {
 
 func secretDoc(ns string) string {
 	return "apiVersion: v1\nkind: Secret\nmetadata: {name: s1, namespace: " + ns + "}\nstringData: {password: hunter2}\n"
+}
+
+// TestQuickSuccessiveSyncs: syncs right after one another, with the watcher's caches in use,
+// never compare with a copy the previous sync already replaced (a rollback right after an
+// update must be applied).
+func TestQuickSuccessiveSyncs(t *testing.T) {
+	c := cluster(t)
+	ctx := ctxFor(t, 2*time.Minute)
+	ensureNamespace(t, "quick")
+	s := newSyncer(t, newManager(t, c.Config), ksync.SyncerOptions{Name: "quick", HealthTimeout: -1, ResyncInterval: time.Hour})
+	version := func(v string) []*unstructured.Unstructured {
+		return []*unstructured.Unstructured{{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+			"metadata": map[string]any{"name": "flip", "namespace": "quick"}, "data": map[string]any{"v": v}}}}
+	}
+	if _, err := s.Sync(ctx, "a", version("a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		v := []string{"a", "b"}[i%2]
+		res, err := s.Sync(ctx, v, version(v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := nestedString(get(t, cmGVR, "quick", "flip"), "data", "v"); got != v {
+			t.Fatalf("sync %d of %s: live has %s (%s)", i, v, got, res.Changes.Summary())
+		}
+	}
 }

@@ -13,9 +13,14 @@ import (
 
 // cacheSource serves live objects from informers (the drift watcher). lookup reports ok=false
 // when it has no synced cache for the group, found when the object is in it.
+//
+// noteWrite tells the cache the checksum imagebot just applied to an object: until its copy
+// carries that checksum, the copy is stale and lookup reports it not found (the reader then
+// GETs it), so that two syncs in quick succession do not compare with what the first replaced.
 type cacheSource interface {
 	lookup(gvr schema.GroupVersionResource, namespace, name string) (obj *unstructured.Unstructured, found, ok bool)
 	hpas(namespace string) ([]*unstructured.Unstructured, bool)
+	noteWrite(gvr schema.GroupVersionResource, namespace, name, checksum string)
 }
 
 var hpaGVR = schema.GroupVersionResource{Group: "autoscaling", Version: "v2", Resource: "horizontalpodautoscalers"}
@@ -173,4 +178,11 @@ func hpaTargets(hpas []*unstructured.Unstructured, obj *unstructured.Unstructure
 func isHPA(u *unstructured.Unstructured) bool {
 	gvk := u.GroupVersionKind()
 	return gvk.Group == "autoscaling" && gvk.Kind == "HorizontalPodAutoscaler"
+}
+
+// noteWrite passes an applied checksum on to the cache (see cacheSource).
+func (r *liveReader) noteWrite(mp *meta.RESTMapping, applied, prepared *unstructured.Unstructured) {
+	if r.cache != nil {
+		r.cache.noteWrite(mp.Resource, applied.GetNamespace(), applied.GetName(), prepared.GetAnnotations()[AnnotationChecksum])
+	}
 }

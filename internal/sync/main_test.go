@@ -225,3 +225,14 @@ func nestedString(u *unstructured.Unstructured, fields ...string) string {
 	}
 	return fmt.Sprint(v)
 }
+
+// ensureNamespace creates namespace ns unless it exists.
+func ensureNamespace(t testing.TB, ns string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := env.Cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+}

@@ -76,6 +76,7 @@ type Manager struct {
 
 	resetMu   stdsync.Mutex
 	lastReset time.Time
+	mappings  stdsync.Map // schema.GroupVersionKind → *meta.RESTMapping, cleared on reset
 }
 
 // New returns a Manager for the cluster cfg points at.
@@ -119,14 +120,18 @@ func (m *Manager) FieldManager() string { return m.opts.FieldManager }
 // mapping returns the REST mapping of gvk, refreshing discovery once when the kind is unknown
 // (a CRD applied since the last look).
 func (m *Manager) mapping(gvk schema.GroupVersionKind) (*meta.RESTMapping, error) {
-	mp, err := m.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	if err == nil || !meta.IsNoMatchError(err) {
-		return mp, err
+	if mp, ok := m.mappings.Load(gvk); ok {
+		return mp.(*meta.RESTMapping), nil
 	}
-	if !m.resetDiscovery(time.Second) {
+	mp, err := m.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil && meta.IsNoMatchError(err) && m.resetDiscovery(time.Second) {
+		mp, err = m.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	}
+	if err != nil {
 		return nil, err
 	}
-	return m.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	m.mappings.Store(gvk, mp)
+	return mp, nil
 }
 
 // resetDiscovery forgets cached discovery unless that was done less than minAge ago, and
@@ -138,6 +143,7 @@ func (m *Manager) resetDiscovery(minAge time.Duration) bool {
 		return false
 	}
 	m.mapper.Reset()
+	m.mappings.Clear()
 	m.lastReset = time.Now()
 	return true
 }

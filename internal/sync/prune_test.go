@@ -27,7 +27,7 @@ func cmRef(ns, name string) ksync.ObjectRef {
 func TestNoPruneOnEmptyOrFailedRender(t *testing.T) {
 	c := cluster(t)
 	ctx := ctxFor(t, time.Minute)
-	kubectl(t, "create", "namespace", "render-fail")
+	ensureNamespace(t, "render-fail")
 	m := newManager(t, c.Config)
 	s := newSyncer(t, m, ksync.SyncerOptions{Name: "render-fail", Prune: true, AllowMassPrune: true})
 	dir := t.TempDir()

@@ -143,8 +143,6 @@ func (s *Syncer) Last() *Result {
 func (s *Syncer) SyncDir(ctx context.Context, revision, dir string) (*Result, error) {
 	objs, err := s.m.Render(ctx, dir, s.opts.Paths, s.opts.DefaultNamespace)
 	if err != nil {
-		s.mu.Lock()
-		defer s.mu.Unlock()
 		return s.finish(ctx, &Result{Revision: revision, Changes: &ChangeSet{}, Started: time.Now()}, []error{err}, nil)
 	}
 	return s.Sync(ctx, revision, objs)
@@ -153,29 +151,37 @@ func (s *Syncer) SyncDir(ctx context.Context, revision, dir string) (*Result, er
 // Sync makes the cluster hold objs, the rendering of revision: inventory (old ∪ new) → apply
 // → prune (old − new, when enabled and every apply succeeded) → inventory (new and what could
 // not be pruned) → health. The objects are not modified. An empty objs is ErrEmptyRender.
+// Drift corrections wait while it applies and prunes, not while it waits for health.
 func (s *Syncer) Sync(ctx context.Context, revision string, objs []*unstructured.Unstructured) (*Result, error) {
+	res, errs, check := s.reconcile(ctx, revision, objs)
+	return s.finish(ctx, res, errs, check)
+}
+
+// reconcile is Sync up to health: it returns the result so far, the errors, and the objects
+// to health-check.
+func (s *Syncer) reconcile(ctx context.Context, revision string, objs []*unstructured.Unstructured) (*Result, []error, []*unstructured.Unstructured) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	res := &Result{Revision: revision, Changes: &ChangeSet{}, Started: time.Now()}
 	if len(objs) == 0 {
-		return s.finish(ctx, res, []error{ErrEmptyRender}, nil)
+		return res, []error{ErrEmptyRender}, nil
 	}
 	desired := make([]*unstructured.Unstructured, len(objs))
 	for i, o := range objs {
 		desired[i] = o.DeepCopy()
 	}
 	if err := s.m.SetNamespaces(ctx, desired, s.opts.DefaultNamespace); err != nil {
-		return s.finish(ctx, res, []error{fmt.Errorf("%w: %w", ErrRender, err)}, nil)
+		return res, []error{fmt.Errorf("%w: %w", ErrRender, err)}, nil
 	}
 	inv, err := s.m.ReadInventory(ctx, s.opts.InventoryNamespace, s.opts.Name)
 	if err != nil {
-		return s.finish(ctx, res, []error{err}, nil)
+		return res, []error{err}, nil
 	}
 	res.LastAppliedRevision = inv.LastAppliedRevision
 	old, cur := inv.Entries, entriesOf(desired)
 	inv.Entries, inv.LastAttemptedRevision = union(old, cur), revision
 	if err := s.m.WriteInventory(ctx, inv); err != nil {
-		return s.finish(ctx, res, []error{err}, nil)
+		return res, []error{err}, nil
 	}
 	s.desired, s.revision = desired, revision
 	s.watch.setDesired(desired)
@@ -210,7 +216,7 @@ func (s *Syncer) Sync(ctx context.Context, revision string, objs []*unstructured
 			errs = append(errs, err)
 		}
 	}
-	return s.finish(ctx, res, errs, s.applied(desired, cs))
+	return res, errs, s.applied(desired, cs)
 }
 
 // applied returns the objects of desired that cs did not skip or fail.
@@ -230,13 +236,17 @@ func (s *Syncer) applied(desired []*unstructured.Unstructured, cs *ChangeSet) []
 	return out
 }
 
-// finish computes health and status, records events and the result. s.mu is held.
+// finish computes health (without holding s.mu) and status, then records events and the
+// result.
 func (s *Syncer) finish(ctx context.Context, res *Result, errs []error, check []*unstructured.Unstructured) (*Result, error) {
-	if res.LastAppliedRevision == "" && s.last != nil {
-		res.LastAppliedRevision = s.last.LastAppliedRevision
-	}
 	if len(check) > 0 {
-		wo := WaitOptions{Timeout: s.opts.HealthTimeout, Owner: s.opts.Name, cache: s.cache()}
+		wo := WaitOptions{Timeout: s.opts.HealthTimeout, Owner: s.opts.Name}
+		if len(res.Changes.Changed()) == 0 {
+			// The informers may not have seen this sync's own writes yet: a stale copy of a
+			// Deployment just updated is Current for kstatus. Use them only when nothing was
+			// written.
+			wo.cache = s.cache()
+		}
 		if len(errs) == 0 && s.opts.HealthTimeout > 0 {
 			hs, err := s.m.Wait(ctx, check, wo)
 			res.Health = hs
@@ -257,8 +267,13 @@ func (s *Syncer) finish(ctx context.Context, res *Result, errs []error, check []
 		res.Status, res.Message = Ready, "applied revision "+res.Revision+": "+res.Changes.Summary()
 	}
 	res.Duration = time.Since(res.Started)
+	s.mu.Lock()
+	if res.LastAppliedRevision == "" && s.last != nil {
+		res.LastAppliedRevision = s.last.LastAppliedRevision
+	}
 	s.events(res, "")
 	s.last = res
+	s.mu.Unlock()
 	if s.opts.OnResult != nil {
 		s.opts.OnResult(res)
 	}
@@ -348,7 +363,6 @@ func (s *Syncer) Stop() {
 // correct re-applies drifted objects (the watcher's onDrift).
 func (s *Syncer) correct(ctx context.Context, reasons map[ObjectRef]string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	var objs []*unstructured.Unstructured
 	for _, o := range s.desired {
 		if _, ok := reasons[RefOf(o)]; ok {
@@ -356,18 +370,34 @@ func (s *Syncer) correct(ctx context.Context, reasons map[ObjectRef]string) {
 		}
 	}
 	if len(objs) == 0 {
+		s.mu.Unlock()
 		return
 	}
-	res := &Result{Revision: s.revision, LastAppliedRevision: s.revision, Changes: &ChangeSet{}, Started: time.Now()}
+	res := &Result{Revision: s.revision, Changes: &ChangeSet{}, Started: time.Now()}
+	if s.last != nil {
+		res.LastAppliedRevision = s.last.LastAppliedRevision
+	}
 	cs, err := s.m.Apply(ctx, objs, ApplyOptions{Owner: s.opts.Name, Compare: s.opts.Compare, cache: s.cache()})
 	res.Changes.Append(cs)
+	for _, c := range cs.Entries {
+		if c.Action == Failed {
+			s.watch.retryLater(c.Ref, "retry: "+reasons[c.Ref])
+		} else {
+			s.watch.succeeded(c.Ref)
+		}
+	}
+	if err == nil && len(cs.Changed()) == 0 {
+		s.mu.Unlock() // a false alarm (the object was set back already): nothing to report
+		return
+	}
 	res.Err = err
 	res.Status, res.Message = Ready, "drift corrected: "+cs.Summary()
 	if err != nil {
-		res.Status, res.Message = Stalled, firstLines(err.Error(), 5)
+		res.Status, res.Message = Stalled, "drift correction failed: "+firstLines(err.Error(), 5)
 	}
 	res.Duration = time.Since(res.Started)
 	s.events(res, "drift")
+	s.mu.Unlock()
 	if s.opts.OnResult != nil {
 		s.opts.OnResult(res)
 	}
