@@ -189,7 +189,7 @@ func BenchmarkNoChangeSync1000(b *testing.B) {
 }
 
 // BenchmarkDriftCorrection scales a Deployment of the warm set (as `kubectl scale` does,
-// through the scale subresource) and measures until imagebot has set it back; 20 drifts per
+// through the scale subresource) and measures until imagebot has set it back; 50 drifts per
 // iteration, on rotating Deployments.
 func BenchmarkDriftCorrection(b *testing.B) {
 	objs := warmSet(b)
@@ -213,8 +213,8 @@ func BenchmarkDriftCorrection(b *testing.B) {
 	var lat []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		for j := range 20 {
-			d := deploys[(i*20+j*17)%len(deploys)]
+		for j := range 50 {
+			d := deploys[(i*50+j*17)%len(deploys)]
 			lat = append(lat, driftOnce(b, ctx, cs, d.GetNamespace(), d.GetName()))
 		}
 	}
