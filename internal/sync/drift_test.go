@@ -1,6 +1,8 @@
 package sync_test
 
 import (
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -141,6 +143,41 @@ func TestTakeOverFromKubectl(t *testing.T) {
 	// A second sync writes nothing.
 	if res, err = s.SyncDir(ctx, "rev1", dir); err != nil || res.Changes.Count(ksync.Unchanged) != 1 {
 		t.Fatalf("second sync: %v %s", err, res.Changes.Summary())
+	}
+
+	// kubectl edit (manager kubectl-edit) adds a key git does not declare: while the drift
+	// watcher runs, it is taken over and removed.
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	editor := filepath.Join(t.TempDir(), "editor.sh")
+	writeFiles(t, filepath.Dir(editor), map[string]string{"editor.sh": "#!/bin/sh\nsed -i 's/^  a: \"2\"$/  a: \"2\"\\n  added: by-hand/' \"$1\"\n"})
+	if err := os.Chmod(editor, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out := kubectlEnv(t, []string{"KUBE_EDITOR=" + editor}, "-n", ns, "edit", "configmap", "settings"); !strings.Contains(out, "edited") {
+		t.Fatalf("kubectl edit made no change: %s", out)
+	}
+	edited := false
+	eventually(t, 10*time.Second, "the key added with kubectl edit removed", func() string {
+		data, _ := get(t, cmGVR, ns, "settings").Object["data"].(map[string]any)
+		if _, ok := data["added"]; ok {
+			edited = true
+			return "still there"
+		}
+		if !edited && len(data) == 1 {
+			// Either the edit has not landed yet or it was already reverted; the managed
+			// fields tell: kubectl-edit must not be left owning anything.
+			for _, e := range get(t, cmGVR, ns, "settings").GetManagedFields() {
+				if e.Manager == "kubectl-edit" {
+					return "kubectl-edit still owns fields"
+				}
+			}
+		}
+		return ""
+	})
+	if data, _ := get(t, cmGVR, ns, "settings").Object["data"].(map[string]any); len(data) != 1 || data["a"] != "2" {
+		t.Fatalf("data after the edit was reverted: %v", data)
 	}
 }
 

@@ -156,6 +156,12 @@ func writeFiles(t testing.TB, dir string, files map[string]string) {
 // kubectl runs kubectl as the user against the test cluster.
 func kubectl(t testing.TB, args ...string) string {
 	t.Helper()
+	return kubectlEnv(t, nil, args...)
+}
+
+// kubectlEnv runs kubectl with extra environment variables (KUBE_EDITOR for kubectl edit).
+func kubectlEnv(t testing.TB, extraEnv []string, args ...string) string {
+	t.Helper()
 	bin, err := testenv.BinDir()
 	if err != nil {
 		t.Fatal(err)
@@ -163,6 +169,7 @@ func kubectl(t testing.TB, args ...string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "kubectl"), append([]string{"--kubeconfig", env.Cluster.Kubeconfig}, args...)...)
+	cmd.Env = append(os.Environ(), extraEnv...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
