@@ -13,7 +13,7 @@ TEST_FLAGS ?= -race -timeout 25m
 BENCH ?= .
 BENCH_FLAGS ?= -run '^$$' -bench '$(BENCH)' -benchmem -count 5
 
-.PHONY: all build test bench lint demo tools clean
+.PHONY: all build test bench lint demo testenv tools clean
 
 all: build
 
@@ -35,6 +35,10 @@ lint:
 	"$$(bash hack/tools.sh lint)/staticcheck-$$(sed -n 's/^STATICCHECK_VERSION=//p' hack/tools.sh)" ./...
 
 demo: tools
+	$(GO) run ./hack/demo
+
+# The bare test world (cluster, registry, git server) without imagebot.
+testenv: tools
 	$(GO) run ./hack/testenv up
 
 clean:

@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"imagebot.dev/imagebot/internal/daemon"
 )
@@ -20,6 +22,8 @@ func newRun() *cobra.Command {
 		dataDir, listen     string
 		tokenFile, hmacFile string
 		logFormat, logLevel string
+		kubeconfig, ns      string
+		noSync              bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run --config PATH [--config PATH...]",
@@ -43,12 +47,21 @@ func newRun() *cobra.Command {
 				}
 				opts.WebhookHMACSecret = []byte(s)
 			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if !noSync {
+				cfg, err := clusterConfig(kubeconfig)
+				if err != nil {
+					return err
+				}
+				if opts.Syncers, err = daemon.ClusterSyncers(ctx, cfg, ns, log); err != nil {
+					return err
+				}
+			}
 			d, err := daemon.New(opts)
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
 			return d.Run(ctx)
 		},
 	}
@@ -60,6 +73,9 @@ func newRun() *cobra.Command {
 	f.StringVar(&hmacFile, "webhook-hmac-file", "", "file holding the HMAC-SHA256 secret of signed webhooks")
 	f.StringVar(&logFormat, "log-format", "json", "json or text")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to sync (default: $KUBECONFIG, else in-cluster)")
+	f.StringVar(&ns, "namespace", envOr("POD_NAMESPACE", "imagebot-system"), "namespace of the sync inventories")
+	f.BoolVar(&noSync, "no-sync", false, "commit and push only: do not apply to a cluster")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }
@@ -85,4 +101,30 @@ func newLogger(format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewTextHandler(os.Stderr, o)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want json or text", format)
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// clusterConfig is the --kubeconfig file, else $KUBECONFIG, else the in-cluster config.
+func clusterConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		kubeconfig = os.Getenv("KUBECONFIG")
+	}
+	if kubeconfig != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+		}
+		return cfg, nil
+	}
+	cfg, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("no cluster to sync to (%v): give --kubeconfig, or --no-sync", err)
+	}
+	return cfg, nil
 }

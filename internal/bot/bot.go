@@ -106,11 +106,15 @@ func (b *Bot) Start(ctx context.Context) {
 }
 
 // Stop ends the loop and waits for a reconcile in flight (a push is never cut short by
-// Stop itself; its own timeouts bound it).
+// Stop itself; its own timeouts bound it), then stops the Syncer's own work (a drift
+// watcher) if it has a Stop method.
 func (b *Bot) Stop() {
 	if b.cancel != nil {
 		b.cancel()
 		<-b.done
+	}
+	if s, ok := b.opts.Syncer.(interface{ Stop() }); ok {
+		s.Stop()
 	}
 }
 

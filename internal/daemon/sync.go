@@ -1,0 +1,73 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	gosync "sync"
+
+	"k8s.io/client-go/rest"
+
+	"imagebot.dev/imagebot/internal/bot"
+	"imagebot.dev/imagebot/internal/config"
+	ksync "imagebot.dev/imagebot/internal/sync"
+)
+
+// ClusterSyncers returns a SyncerFactory that reconciles each repository into the cluster
+// cfg reaches, recording inventories in namespace (which must exist). Each repository's
+// drift watcher starts after its first successful sync and stops with ctx.
+func ClusterSyncers(ctx context.Context, cfg *rest.Config, namespace string, log *slog.Logger) (SyncerFactory, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := ksync.New(cfg, ksync.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("sync: %w", err)
+	}
+	return func(r *config.Repository) (bot.Syncer, error) {
+		s := r.Spec.Sync
+		syncer, err := ksync.NewSyncer(m, ksync.SyncerOptions{
+			Name: r.Metadata.Name, InventoryNamespace: namespace, DefaultNamespace: s.DefaultNamespace,
+			Paths: r.Spec.Git.Paths, Prune: *s.Prune, MaxPruneFraction: s.MaxPruneFraction,
+			HealthTimeout: s.HealthTimeout.Duration, ResyncInterval: s.Interval.Duration,
+			OnResult: func(res *ksync.Result) {
+				if res.Err != nil {
+					log.Error("sync failed", "repository", r.Metadata.Name, "revision", res.Revision, "err", res.Err)
+					return
+				}
+				if res.Changes != nil && len(res.Changes.Changed()) > 0 {
+					log.Info("synced", "repository", r.Metadata.Name, "revision", res.Revision, "status", string(res.Status),
+						"changes", res.Changes.Summary())
+				}
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+		return &clusterSyncer{ctx: ctx, s: syncer}, nil
+	}, nil
+}
+
+// clusterSyncer adapts a sync.Syncer to the bot: SyncDir per revision, and the drift
+// watcher started once the first sync has applied.
+type clusterSyncer struct {
+	ctx   context.Context
+	s     *ksync.Syncer
+	start gosync.Once
+}
+
+func (c *clusterSyncer) Sync(ctx context.Context, dir, revision string) error {
+	res, err := c.s.SyncDir(ctx, revision, dir)
+	if err != nil {
+		return err
+	}
+	if res != nil && res.Err != nil {
+		return res.Err
+	}
+	var startErr error
+	c.start.Do(func() { startErr = c.s.Start(c.ctx) })
+	return startErr
+}
+
+// Stop ends the drift watcher.
+func (c *clusterSyncer) Stop() { c.s.Stop() }
