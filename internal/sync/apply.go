@@ -41,7 +41,8 @@ type ApplyOptions struct {
 	Force   bool
 	Compare CompareMode
 
-	cache cacheSource // the drift watcher's informers, when running
+	cache      cacheSource     // the drift watcher's informers, when running
+	freshKinds map[string]bool // "group/Kind" of the CRDs this apply just Established
 }
 
 // Apply applies objs server-side in stages (see the package doc) and returns one entry per
@@ -81,8 +82,8 @@ func (m *Manager) Apply(ctx context.Context, objs []*unstructured.Unstructured, 
 		m.forEach(ctx, len(batch), func(i int) {
 			changes[i] = m.applyOne(ctx, r, batch[i], desiredHPAs, opts)
 		})
-		if st == stageDefinitions {
-			m.afterDefinitions(ctx, changes)
+		if st == stageDefinitions && m.afterDefinitions(ctx, changes) {
+			opts.freshKinds = scopesFromCRDs(objs)
 		}
 		for _, c := range changes {
 			cs.add(c)
@@ -93,8 +94,8 @@ func (m *Manager) Apply(ctx context.Context, objs []*unstructured.Unstructured, 
 }
 
 // afterDefinitions waits for the CRDs just written to be Established (a CRD that is not fails),
-// then refreshes discovery so that their kinds map.
-func (m *Manager) afterDefinitions(ctx context.Context, changes []Change) {
+// then refreshes discovery so that their kinds map. It reports whether there were any.
+func (m *Manager) afterDefinitions(ctx context.Context, changes []Change) bool {
 	waited := false
 	for i, c := range changes {
 		if isCRD(c.Ref.GroupKind()) && (c.Action == Created || c.Action == Configured || c.Action == Recreated) {
@@ -106,6 +107,26 @@ func (m *Manager) afterDefinitions(ctx context.Context, changes []Change) {
 	}
 	if waited {
 		m.resetDiscovery(0)
+	}
+	return waited
+}
+
+// mappingAfterCRDs maps gvk, waiting (at most CRDTimeout) for discovery to serve a kind whose
+// CRD was just Established: the API server publishes it a little later.
+func (m *Manager) mappingAfterCRDs(ctx context.Context, gvk schema.GroupVersionKind) (*meta.RESTMapping, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.opts.CRDTimeout)
+	defer cancel()
+	for {
+		mp, err := m.mapping(gvk)
+		if err == nil || !meta.IsNoMatchError(err) {
+			return mp, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(250 * time.Millisecond):
+		}
+		m.resetDiscovery(200 * time.Millisecond)
 	}
 }
 
@@ -161,6 +182,9 @@ func (m *Manager) applyOne(ctx context.Context, r *liveReader, obj *unstructured
 		return ch
 	}
 	mp, err := m.mapping(gvk)
+	if _, fresh := opts.freshKinds[gvk.Group+"/"+gvk.Kind]; fresh && err != nil && meta.IsNoMatchError(err) {
+		mp, err = m.mappingAfterCRDs(ctx, gvk)
+	}
 	if err != nil {
 		if meta.IsNoMatchError(err) {
 			err = fmt.Errorf("%w: %s", errUnknownKind, gvk)
