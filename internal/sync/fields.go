@@ -108,14 +108,3 @@ func decodeFieldSet(e metav1.ManagedFieldsEntry) (*fieldpath.Set, error) {
 	}
 	return s, nil
 }
-
-// ownsReplicas reports whether imagebot's apply entry in live owns spec.replicas.
-func ownsReplicas(live *unstructured.Unstructured, fieldManager string) bool {
-	for _, e := range live.GetManagedFields() {
-		if e.Manager == fieldManager && e.Operation == metav1.ManagedFieldsOperationApply && e.Subresource == "" {
-			s, err := decodeFieldSet(e)
-			return err == nil && s.Has(replicasPath)
-		}
-	}
-	return false
-}

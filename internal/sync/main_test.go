@@ -70,7 +70,6 @@ func cluster(t testing.TB) *testenv.Cluster {
 // counter counts the requests a client makes, by method, telling dry runs apart.
 type counter struct {
 	all, writes, dryRuns atomic.Int64
-	byMethod             stdsync.Map
 }
 
 func (c *counter) reset() { c.all.Store(0); c.writes.Store(0); c.dryRuns.Store(0) }

@@ -200,6 +200,9 @@ func TestProtectedKindsAndIgnore(t *testing.T) {
 	if res, err = s.SyncDir(ctx, "rev2", dir); err != nil {
 		t.Fatal(err)
 	}
+	if ch, _ := res.Changes.Find(cmRef(ns, "tended")); ch.Action != ksync.Skipped {
+		t.Fatalf("an object ignored on the cluster: %v, want skipped", ch)
+	}
 	if got := nestedString(get(t, cmGVR, ns, "tended"), "data", "k"); got != "v" {
 		t.Fatalf("an object ignored on the cluster was changed: data.k=%s", got)
 	}
