@@ -223,4 +223,26 @@ spec:
 	if get(t, cmGVR, "rbac-a", "settings") == nil {
 		t.Fatal("configmap not applied")
 	}
+	// The drift watcher cannot watch Deployments: it falls back to reads, without hanging.
+	start := time.Now()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("Start took %v with a forbidden watch", took)
+	}
+	res, err = s.SyncDir(ctx, "rev1", dir)
+	if err == nil || !strings.Contains(err.Error(), "Deployment/rbac-a/web: ") {
+		t.Fatalf("second sync: %v", err)
+	}
+	if ch, _ := res.Changes.Find(ksync.ObjectRef{Kind: "ConfigMap", Namespace: "rbac-a", Name: "settings"}); ch.Action != ksync.Unchanged {
+		t.Fatalf("the ConfigMap on the second sync: %v", ch)
+	}
+	kubectl(t, "-n", "rbac-a", "patch", "configmap", "settings", "-p", `{"data":{"a":"drifted"}}`)
+	eventually(t, 10*time.Second, "drift reverted with restricted credentials", func() string {
+		if v := nestedString(get(t, cmGVR, "rbac-a", "settings"), "data", "a"); v != "1" {
+			return "data.a=" + v
+		}
+		return ""
+	})
 }
