@@ -105,6 +105,11 @@ type group struct {
 	running   bool
 	again     bool // triggered while running
 	triggered bool // the running scan was triggered
+	// expect holds tags a webhook announced; a scan that does not list them yet is repeated
+	// (expectTries times at most, after 50ms, 100ms, ...): registries notify before a tag
+	// is always listable.
+	expect      []string
+	expectTries int
 
 	last             *Result
 	lastScan, lastOK time.Time
@@ -252,6 +257,23 @@ func (s *Scheduler) Trigger(repo name.Repository) bool {
 	return found
 }
 
+// TriggerTag is Trigger for a webhook that names the pushed tag: if the scan does not list
+// tag yet, it is repeated shortly (a few times at most).
+func (s *Scheduler) TriggerTag(repo name.Repository, tag string) bool {
+	s.mu.Lock()
+	prefix := repo.Name() + "\x00"
+	for key, g := range s.groups {
+		if len(key) >= len(prefix) && key[:len(prefix)] == prefix && !slices.Contains(g.expect, tag) {
+			g.expect, g.expectTries = append(g.expect, tag), 0
+		}
+	}
+	s.mu.Unlock()
+	return s.Trigger(repo)
+}
+
+// maxExpectTries bounds the rescans waiting for an announced tag.
+const maxExpectTries = 6
+
 // Latest returns the last good result of repo scanned with credentials credID.
 func (s *Scheduler) Latest(repo name.Repository, credID string) (*Result, bool) {
 	s.mu.Lock()
@@ -382,6 +404,20 @@ func (s *Scheduler) scan(ctx context.Context, g *group) {
 			wait = max(wait, ra)
 		}
 		g.due = now.Add(wait)
+	}
+	if err == nil && len(g.expect) > 0 {
+		var missing []string
+		for _, t := range g.expect {
+			if _, found := slices.BinarySearch(res.Tags, t); !found {
+				missing = append(missing, t)
+			}
+		}
+		g.expect = nil
+		if len(missing) > 0 && g.expectTries < maxExpectTries {
+			g.expect = missing
+			g.due = now.Add(50 * time.Millisecond << g.expectTries)
+			g.expectTries++
+		}
 	}
 	if g.again {
 		g.again, g.prio, g.due = false, 1, now

@@ -174,3 +174,43 @@ func TestTriggerAndFailures(t *testing.T) {
 		t.Errorf("an unwatched repository was scanned %d times", n)
 	}
 }
+
+// TestTriggerTagWaitsForTheTag: a webhook can arrive before its tag is listable (the
+// distribution registry notifies before it links the tag). TriggerTag rescans shortly until
+// the tag shows, with no further trigger and an hour-long interval.
+func TestTriggerTagWaitsForTheTag(t *testing.T) {
+	host, stop := testenv.StartInProcessRegistry()
+	defer stop()
+	push(t, host, authn.Anonymous, "app", "v1", testenv.ImageSpec{Created: base})
+	app := repoOf(t, host, "app")
+	ups := newUpdates()
+	sched := scan.NewScheduler(scan.New(scan.Options{}), scan.SchedulerOptions{Interval: time.Hour, OnUpdate: ups.on})
+	sched.Watch("app", scan.Watch{Repo: app})
+	sched.Start(ctxT(t))
+	defer sched.Stop()
+	ups.wait(t, app, 10*time.Second)
+
+	if !sched.TriggerTag(app, "v2") { // announced, not pushed yet
+		t.Fatal("TriggerTag = false")
+	}
+	if up := ups.wait(t, app, 5*time.Second); len(up.Result.Tags) != 1 {
+		t.Fatalf("first triggered scan: %v", up.Result.Tags)
+	}
+	push(t, host, authn.Anonymous, "app", "v2", testenv.ImageSpec{Created: base})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		up := ups.wait(t, app, 5*time.Second)
+		if len(up.Result.Tags) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("v2 never listed: %v", up.Result.Tags)
+		}
+	}
+	// Once seen, no more rescans: the next one is an hour away.
+	select {
+	case up := <-ups.c:
+		t.Errorf("an extra scan after the tag showed: %+v", up)
+	case <-time.After(500 * time.Millisecond):
+	}
+}

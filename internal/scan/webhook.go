@@ -137,11 +137,17 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, fmt.Sprintf("%s webhook: %v", format, err), http.StatusBadRequest)
 			return
 		}
-		if seen[repo.Name()] {
+		if seen[repo.Name()+":"+ref.tag] {
 			continue
 		}
-		seen[repo.Name()] = true
-		if h.opts.Trigger.Trigger(repo) {
+		seen[repo.Name()+":"+ref.tag] = true
+		ok := false
+		if tt, can := h.opts.Trigger.(TagTriggerer); can && ref.tag != "" {
+			ok = tt.TriggerTag(repo, ref.tag)
+		} else {
+			ok = h.opts.Trigger.Trigger(repo)
+		}
+		if ok {
 			triggered++
 		} else {
 			ignored++
@@ -193,7 +199,15 @@ func (h *Webhook) authenticate(r *http.Request, body []byte) string {
 }
 
 // pushed is a repository a body names: host ("" when the format implies it) and path.
-type pushed struct{ host, path string }
+// pushed is a repository a webhook names, and the tag pushed when the body says.
+type pushed struct{ host, path, tag string }
+
+// TagTriggerer is a Triggerer that can also be told which tag was pushed, so that a scan
+// racing the registry (distribution notifies before the tag is listable) is repeated until
+// the tag shows. *Scheduler is one.
+type TagTriggerer interface {
+	TriggerTag(repo name.Repository, tag string) bool
+}
 
 func (h *Webhook) repository(p pushed) (name.Repository, error) {
 	host := p.host

@@ -47,7 +47,7 @@ func parseDistribution(body []byte) ([]pushed, error) {
 		if u, err := url.Parse(e.Target.URL); err == nil && u.Host != "" {
 			host = u.Host
 		}
-		out = append(out, pushed{host: host, path: e.Target.Repository})
+		out = append(out, pushed{host: host, path: e.Target.Repository, tag: e.Target.Tag})
 	}
 	return out, nil // an envelope of pulls triggers nothing
 }
@@ -177,5 +177,7 @@ func parseGeneric(body []byte) ([]pushed, error) {
 	if b.Image == "" {
 		return nil, errNoRepository
 	}
-	return []pushed{splitImage(b.Image)}, nil
+	p := splitImage(b.Image)
+	p.tag = b.Tag
+	return []pushed{p}, nil
 }
