@@ -122,5 +122,5 @@
 // Semantic versions are parsed and constraints evaluated by an
 // allocation-free mirror of Masterminds/semver v3 (the library itself parses
 // and validates constraints, and the tests hold the mirror to it), so that
-// 100,000 tags take milliseconds; see docs/benchmarks-policy.md.
+// 100,000 tags take milliseconds; see docs/benchmarks.md.
 package policy

@@ -64,7 +64,7 @@
 // informer caches when it runs (a no-change sync then makes no request but the inventory
 // read), else from one LIST per kind and namespace (label-selected) plus a metadata-only LIST
 // to spot existing objects without the owner label. CompareDryRun instead dry-run applies
-// every object as fluxcd/pkg/ssa does; docs/benchmarks-sync.md measures both (the cached
+// every object as fluxcd/pkg/ssa does; docs/benchmarks.md measures both (the cached
 // comparison is the default: it makes no write and far fewer requests).
 //
 // # Annotations on objects
