@@ -131,9 +131,10 @@ func scanDoubleQuoted(b []byte) (end int, val string, ok bool) {
 	return 0, "", false
 }
 
+// simpleEscapes are the one-character escapes of double-quoted scalars that yaml.v3 knows.
 var simpleEscapes = map[byte]string{
 	'0': "\x00", 'a': "\a", 'b': "\b", 't': "\t", '\t': "\t", 'n': "\n", 'v': "\v", 'f': "\f",
-	'r': "\r", 'e': "\x1b", ' ': " ", '"': "\"", '/': "/", '\\': "\\", 'N': "\u0085",
+	'r': "\r", 'e': "\x1b", ' ': " ", '"': "\"", '\'': "'", '\\': "\\", 'N': "\u0085",
 	'_': "\u00a0", 'L': "\u2028", 'P': "\u2029",
 }
 
@@ -160,6 +161,9 @@ func decodeEscape(b []byte) (string, int) {
 			return "", 0
 		}
 		r = r<<4 | rune(d)
+	}
+	if r >= 0xD800 && r <= 0xDFFF || r > 0x10FFFF {
+		return "", 0 // yaml.v3 rejects these
 	}
 	return string(r), 1 + width
 }
