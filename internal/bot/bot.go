@@ -146,6 +146,8 @@ func (b *Bot) ReconcileOnce(ctx context.Context) (*Status, error) {
 	st := Status{Repository: b.opts.Name, Started: start}
 	defer func() {
 		st.Duration = b.opts.Now().Sub(start)
+		b.log.Debug("reconciled", "revision", st.Revision, "pushed", st.Pushed, "synced", st.Synced,
+			"targets", len(st.Targets), "duration", st.Duration, "error", st.Error)
 		b.mu.Lock()
 		b.status = st
 		b.mu.Unlock()

@@ -190,6 +190,8 @@ func (d *Daemon) onScan(u scan.Update) {
 		d.log.Warn("scan failed", "repository", u.Repo.Name(), "err", u.Err)
 		return
 	}
+	d.log.Debug("scanned", "repository", u.Repo.Name(), "tags", len(u.Result.Tags), "triggered", u.Triggered,
+		"requests", u.Result.Requests)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, r := range d.bots {

@@ -96,7 +96,7 @@ func EnvOptions(listen string) testenv.Options {
 //
 // The daemon's logs go to logs (text format).
 func Start(ctx context.Context, env *testenv.Env, listen, dir string, out, logs io.Writer) (w *World, done <-chan error, err error) {
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	bin, err := testenv.BinDir()
 	if err != nil {
 		return nil, nil, err

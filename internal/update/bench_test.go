@@ -15,7 +15,7 @@ import (
 )
 
 // genRepo writes files YAML files under dir/apps/<n/100>/, each with 4 annotated
-// Deployments of 2 containers (the benchmark repository of docs/benchmarks-update.md).
+// Deployments of 2 containers (the benchmark repository of docs/benchmarks.md).
 func genRepo(tb testing.TB, dir string, files int) {
 	tb.Helper()
 	var b strings.Builder
