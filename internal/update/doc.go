@@ -19,7 +19,7 @@
 // content for the Finder's lifetime, so a daemon's next run re-parses only changed files.
 // Plain block-style files without marker comments are read by a fast parser that gives the
 // same nodes as yaml.v3 for that subset and hands anything else to yaml.v3 (see
-// docs/benchmarks-update.md); editing always uses yaml.v3.
+// docs/benchmarks.md); editing always uses yaml.v3.
 //
 // Every YAML document of a file is read (multi-document files, kind: *List items, top-level
 // sequences). A target is:
