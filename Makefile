@@ -9,7 +9,7 @@ LDFLAGS := -X imagebot.dev/imagebot/internal/version.Version=$(VERSION) \
            -X imagebot.dev/imagebot/internal/version.Commit=$(COMMIT)
 # -race on everything: the integration tests run real servers and the race detector is cheap
 # next to them.
-TEST_FLAGS ?= -race -timeout 25m
+TEST_FLAGS ?= -race -count=1 -timeout 25m
 BENCH ?= .
 BENCH_FLAGS ?= -run '^$$' -bench '$(BENCH)' -benchmem -count 5
 

@@ -61,7 +61,6 @@ type running struct {
 	cfg  *config.Repository
 	sum  string // of the config, to see changes
 	bot  *bot.Bot
-	done bool
 }
 
 // New prepares a daemon; Run starts it.

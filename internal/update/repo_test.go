@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -254,28 +253,6 @@ func equalMaps(a, b map[string]string) bool {
 		}
 	}
 	return true
-}
-
-// TestNoClusterOrGitDeps fails if update imports client-go or go-git, directly or not.
-func TestNoClusterOrGitDeps(t *testing.T) {
-	gobin := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		gobin = "go"
-	}
-	out, err := exec.Command(gobin, "list", "-deps", ".").CombinedOutput()
-	if err != nil {
-		t.Skipf("go list: %v\n%s", err, out)
-	}
-	for _, dep := range strings.Fields(string(out)) {
-		for _, banned := range []string{"k8s.io/client-go", "github.com/go-git/", "k8s.io/apimachinery"} {
-			if strings.HasPrefix(dep, banned) {
-				t.Errorf("internal/update depends on %s", dep)
-			}
-		}
-	}
-	if !strings.Contains(string(out), "sigs.k8s.io/kustomize/kyaml/yaml") {
-		t.Errorf("go list -deps output looks wrong:\n%s", out)
-	}
 }
 
 // TestWriteAllRenameFails: when a rename fails half way, the files already renamed get
