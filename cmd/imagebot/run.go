@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"imagebot.dev/imagebot/internal/daemon"
 )
@@ -23,7 +24,7 @@ func newRun() *cobra.Command {
 		tokenFile, hmacFile string
 		logFormat, logLevel string
 		kubeconfig, ns      string
-		noSync              bool
+		noSync, leaderElect bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run --config PATH [--config PATH...]",
@@ -49,13 +50,19 @@ func newRun() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			if !noSync {
+			klog.SetSlogLogger(log) // client-go's own logs, in the same format
+			if !noSync || leaderElect {
 				cfg, err := clusterConfig(kubeconfig)
 				if err != nil {
 					return err
 				}
-				if opts.Syncers, err = daemon.ClusterSyncers(ctx, cfg, ns, log); err != nil {
-					return err
+				if !noSync {
+					if opts.Syncers, err = daemon.ClusterSyncers(ctx, cfg, ns, log); err != nil {
+						return err
+					}
+				}
+				if leaderElect {
+					opts.LeaderElection = &daemon.LeaderElection{Config: cfg, Namespace: ns}
 				}
 			}
 			d, err := daemon.New(opts)
@@ -76,6 +83,7 @@ func newRun() *cobra.Command {
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to sync (default: $KUBECONFIG, else in-cluster)")
 	f.StringVar(&ns, "namespace", envOr("POD_NAMESPACE", "imagebot-system"), "namespace of the sync inventories")
 	f.BoolVar(&noSync, "no-sync", false, "commit and push only: do not apply to a cluster")
+	f.BoolVar(&leaderElect, "leader-elect", false, "run the repositories only while holding the Lease imagebot in --namespace (for several replicas)")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }

@@ -40,7 +40,9 @@ type Options struct {
 	WebhookHMACSecret []byte
 	Syncers           SyncerFactory
 	ConfigPoll        time.Duration // default 10s
-	Logger            *slog.Logger
+	// LeaderElection, when set, runs the bots only while this replica holds the Lease.
+	LeaderElection *LeaderElection
+	Logger         *slog.Logger
 }
 
 // Daemon is a running imagebot.
@@ -55,12 +57,13 @@ type Daemon struct {
 	bots      map[string]*running // by repository name
 	configErr string
 	addr      net.Addr
+	standby   bool // leader election is on and another replica leads
 }
 
 type running struct {
-	cfg  *config.Repository
-	sum  string // of the config, to see changes
-	bot  *bot.Bot
+	cfg *config.Repository
+	sum string // of the config, to see changes
+	bot *bot.Bot
 }
 
 // New prepares a daemon; Run starts it.
@@ -111,6 +114,26 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer srv.Shutdown(context.Background())
 
+	if d.opts.LeaderElection != nil {
+		d.setStandby(true)
+		return d.lead(ctx, d.opts.LeaderElection, func(ctx context.Context) {
+			d.setStandby(false)
+			defer d.setStandby(true)
+			d.manage(ctx, repos)
+		})
+	}
+	d.manage(ctx, repos)
+	return nil
+}
+
+func (d *Daemon) setStandby(v bool) {
+	d.mu.Lock()
+	d.standby = v
+	d.mu.Unlock()
+}
+
+// manage runs the bots of repos, and of the configs as they change, until ctx ends.
+func (d *Daemon) manage(ctx context.Context, repos []*config.Repository) {
 	d.apply(ctx, repos)
 	defer d.stopAll()
 	tick := time.NewTicker(d.opts.ConfigPoll)
@@ -118,7 +141,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-tick.C:
 			repos, err := loadAll(d.opts.ConfigPaths)
 			d.mu.Lock()

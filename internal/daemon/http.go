@@ -52,7 +52,16 @@ func (d *Daemon) serve(m *scan.Metrics) (*http.Server, error) {
 	return srv, nil
 }
 
+// readyz is 200 once every repository reconciled once; a standby replica is not ready, so
+// that a Service sends webhooks to the leader only.
 func (d *Daemon) readyz(w http.ResponseWriter, _ *http.Request) {
+	d.mu.Lock()
+	standby := d.standby
+	d.mu.Unlock()
+	if standby {
+		http.Error(w, "standby: another replica leads", http.StatusServiceUnavailable)
+		return
+	}
 	for _, st := range d.bots2status() {
 		if st.Started.IsZero() {
 			http.Error(w, "repository "+st.Repository+" has not reconciled yet", http.StatusServiceUnavailable)
@@ -67,6 +76,7 @@ type Status struct {
 	Repositories []bot.Status  `json:"repositories"`
 	Images       []ImageStatus `json:"images"`
 	ConfigError  string        `json:"configError,omitempty"`
+	Standby      bool          `json:"standby,omitempty"` // another replica leads
 }
 
 // ImageStatus is the scanner's view of one image repository.
@@ -105,7 +115,7 @@ func (d *Daemon) status(w http.ResponseWriter, _ *http.Request) {
 	}
 	sort.Slice(st.Images, func(i, j int) bool { return st.Images[i].Repository < st.Images[j].Repository })
 	d.mu.Lock()
-	st.ConfigError = d.configErr
+	st.ConfigError, st.Standby = d.configErr, d.standby
 	d.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
