@@ -2,6 +2,9 @@ package daemon_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -33,12 +36,15 @@ spec:
         image: REG/team/flaskapp:develop-v1.8.0
 `
 
+const hmacSecret = "hmac-secret"
+
 // world is a daemon watching one repository on the test git server, whose images live on
 // the test registry, which sends its webhooks to the daemon.
 type world struct {
 	env      *testenv.Env
 	daemon   string // http://127.0.0.1:PORT
 	repoPath string
+	url      string // the repository's ssh URL
 	t0       time.Time
 }
 
@@ -66,6 +72,7 @@ func startWorld(t testing.TB) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
+	w.url = url
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`apiVersion: imagebot.dev/v1alpha1
 kind: Repository
@@ -88,7 +95,7 @@ spec:
 		t.Fatal(err)
 	}
 	d, err := daemon.New(daemon.Options{ConfigPaths: []string{cfgFile}, DataDir: filepath.Join(dir, "data"),
-		Listen: addr, WebhookToken: token})
+		Listen: addr, WebhookToken: token, WebhookHMACSecret: []byte(hmacSecret)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,4 +207,56 @@ func BenchmarkWebhookToCommit(b *testing.B) {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)-1].Milliseconds()), "max-ms")
+}
+
+// TestGitPushHook: a human commit is picked up at once when the git server's push webhook
+// arrives (the git poll is an hour), for a correctly signed GitHub payload or a GitLab token.
+func TestGitPushHook(t *testing.T) {
+	w := startWorld(t)
+	post := func(path string, headers map[string]string, body string) int {
+		req, _ := http.NewRequest(http.MethodPost, w.daemon+path, strings.NewReader(body))
+		for k, v := range headers {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	sign := func(body string) string {
+		m := hmac.New(sha256.New, []byte(hmacSecret))
+		m.Write([]byte(body))
+		return "sha256=" + hex.EncodeToString(m.Sum(nil))
+	}
+	for i, hook := range []struct {
+		path    string
+		headers func(body string) map[string]string
+		body    string
+	}{
+		{"/hooks/git/github", func(b string) map[string]string {
+			return map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": sign(b)}
+		}, `{"ref":"refs/heads/main","repository":{"ssh_url":"` + w.url + `"}}`},
+		{"/hooks/git/gitlab", func(string) map[string]string {
+			return map[string]string{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "hook-token"}
+		}, `{"ref":"refs/heads/main","project":{"git_ssh_url":"` + w.url + `"}}`},
+	} {
+		h, err := testenv.CommitFiles(w.repoPath, "main", map[string]string{"NOTES.md": fmt.Sprint("note ", i)}, "a human")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code := post(hook.path, hook.headers(hook.body), hook.body); code != http.StatusAccepted {
+			t.Fatalf("%s: status %d", hook.path, code)
+		}
+		w.waitStatus(t, 10*time.Second, func(st daemon.Status) bool { return st.Repositories[0].Revision == h.String() })
+	}
+	// A wrong signature or token, or a push to another branch, wakes nothing.
+	body := `{"ref":"refs/heads/main","repository":{"ssh_url":"` + w.url + `"}}`
+	if code := post("/hooks/git/github", map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=00"}, body); code != http.StatusUnauthorized {
+		t.Errorf("bad signature: status %d", code)
+	}
+	if code := post("/hooks/git/gitlab", map[string]string{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "nope"}, body); code != http.StatusUnauthorized {
+		t.Errorf("bad token: status %d", code)
+	}
 }

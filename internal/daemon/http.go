@@ -27,13 +27,23 @@ func (d *Daemon) serve(m *scan.Metrics) (*http.Server, error) {
 	mux.HandleFunc("GET /api/v1/status", d.status)
 	if d.opts.WebhookToken != "" || len(d.opts.WebhookHMACSecret) > 0 {
 		for _, f := range formats {
+			secret := d.opts.WebhookHMACSecret
+			if f != scan.FormatGitHub && f != scan.FormatGeneric {
+				secret = nil // the other formats cannot be signed: token only
+			}
+			if secret == nil && d.opts.WebhookToken == "" {
+				continue // no way to authenticate this format: not served
+			}
 			h, err := scan.NewWebhook(scan.WebhookOptions{Format: f, Trigger: d.sched, Token: d.opts.WebhookToken,
-				HMACSecret: d.opts.WebhookHMACSecret, Logger: d.log, Metrics: m})
+				HMACSecret: secret, Logger: d.log, Metrics: m})
 			if err != nil {
 				return nil, err
 			}
 			mux.Handle("POST /hooks/registry/"+string(f), h)
 		}
+	}
+	for _, f := range []string{"github", "gitea", "gitlab"} {
+		mux.HandleFunc("POST /hooks/git/"+f, d.gitHook(f))
 	}
 	l, err := net.Listen("tcp", d.opts.Listen)
 	if err != nil {
