@@ -24,7 +24,8 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersion(), newConfig(), newRun())
+	root.AddCommand(newVersion(), newConfig(), newRun(), newListWorkloads(), newIdentity())
+	root.AddCommand(annotationCommands()...)
 	return root
 }
 
