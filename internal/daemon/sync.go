@@ -6,7 +6,12 @@ import (
 	"log/slog"
 	gosync "sync"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/record"
 
 	"imagebot.dev/imagebot/internal/bot"
 	"imagebot.dev/imagebot/internal/config"
@@ -24,12 +29,22 @@ func ClusterSyncers(ctx context.Context, cfg *rest.Config, namespace string, log
 	if err != nil {
 		return nil, fmt.Errorf("sync: %w", err)
 	}
+	// Kubernetes Events on the objects a sync changes (a Deployment given a new image, a
+	// drifted object put back), recorded as component "imagebot".
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("sync: %w", err)
+	}
+	bc := record.NewBroadcaster(record.WithContext(ctx))
+	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	go func() { <-ctx.Done(); bc.Shutdown() }()
+	recorder := bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "imagebot"})
 	return func(r *config.Repository) (bot.Syncer, error) {
 		s := r.Spec.Sync
 		syncer, err := ksync.NewSyncer(m, ksync.SyncerOptions{
 			Name: r.Metadata.Name, InventoryNamespace: namespace, DefaultNamespace: s.DefaultNamespace,
 			Paths: r.Spec.Git.Paths, Prune: *s.Prune, MaxPruneFraction: s.MaxPruneFraction,
-			HealthTimeout: s.HealthTimeout.Duration, ResyncInterval: s.Interval.Duration,
+			HealthTimeout: s.HealthTimeout.Duration, ResyncInterval: s.Interval.Duration, Recorder: recorder,
 			OnResult: func(res *ksync.Result) {
 				if res.Err != nil {
 					log.Error("sync failed", "repository", r.Metadata.Name, "revision", res.Revision, "err", res.Err)

@@ -139,7 +139,19 @@ func (w *World) Walkthrough(ctx context.Context) error {
 				return err
 			}
 			w.say("    the Deployment runs %s (%v after the push)", next, time.Since(pushed).Round(time.Millisecond))
-			return nil
+			return waitFor(ctx, 10*time.Second, "imagebot's Event on the Deployment for the update", func() (bool, string) {
+				evs, err := w.Env.Cluster.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + deployment})
+				if err != nil {
+					return false, err.Error()
+				}
+				for _, e := range evs.Items {
+					if e.Source.Component == "imagebot" && e.Reason == "Configured" && strings.Contains(e.Message, head.Hash.String()[:12]) {
+						w.say("    event: %s %s: %s", e.Type, e.Reason, e.Message)
+						return true, ""
+					}
+				}
+				return false, fmt.Sprintf("%d events, none from imagebot", len(evs.Items))
+			})
 		}},
 		{"someone scales the Deployment by hand: imagebot puts it back", func() error {
 			if err := w.kubectlRun(ctx, "-n", ns, "scale", "deployment/"+deployment, "--replicas=4"); err != nil {
