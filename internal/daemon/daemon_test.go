@@ -45,6 +45,7 @@ type world struct {
 	daemon   string // http://127.0.0.1:PORT
 	repoPath string
 	url      string // the repository's ssh URL
+	cfgFile  string
 	t0       time.Time
 }
 
@@ -57,7 +58,10 @@ func freeAddr(t testing.TB) string {
 	return l.Addr().String()
 }
 
-func startWorld(t testing.TB) *world {
+func startWorld(t testing.TB) *world { return startWorldWith(t, nil) }
+
+// startWorldWith is startWorld with the daemon's options adjusted by mod.
+func startWorldWith(t testing.TB, mod func(*daemon.Options)) *world {
 	addr := freeAddr(t)
 	const token = "hook-token"
 	env := testenv.New(t, testenv.Options{Registry: true, GitServer: true, RegistryOptions: testenv.RegistryOptions{
@@ -94,8 +98,13 @@ spec:
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d, err := daemon.New(daemon.Options{ConfigPaths: []string{cfgFile}, DataDir: filepath.Join(dir, "data"),
-		Listen: addr, WebhookToken: token, WebhookHMACSecret: []byte(hmacSecret)})
+	w.cfgFile = cfgFile
+	opts := daemon.Options{ConfigPaths: []string{cfgFile}, DataDir: filepath.Join(dir, "data"),
+		Listen: addr, WebhookToken: token, WebhookHMACSecret: []byte(hmacSecret)}
+	if mod != nil {
+		mod(&opts)
+	}
+	d, err := daemon.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,4 +268,30 @@ func TestGitPushHook(t *testing.T) {
 	if code := post("/hooks/git/gitlab", map[string]string{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "nope"}, body); code != http.StatusUnauthorized {
 		t.Errorf("bad token: status %d", code)
 	}
+}
+
+// TestConfigReload: a changed config restarts its repository's bot; a config that no longer
+// loads keeps the running one and says why in the status.
+func TestConfigReload(t *testing.T) {
+	w := startWorldWith(t, func(o *daemon.Options) { o.ConfigPoll = 100 * time.Millisecond })
+	cfg, err := os.ReadFile(w.cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Point the repository at a branch that does not exist: the restarted bot reports it.
+	os.WriteFile(w.cfgFile, []byte(strings.Replace(string(cfg), "    interval: 1h\n", "    interval: 1h\n    branch: nope\n", 1)), 0o644)
+	w.waitStatus(t, 10*time.Second, func(st daemon.Status) bool {
+		return len(st.Repositories) == 1 && strings.Contains(st.Repositories[0].Error, "branch not found")
+	})
+	// A broken config keeps the last good one running.
+	os.WriteFile(w.cfgFile, []byte("apiVersion: imagebot.dev/v1alpha1\nkind: Repository\nspec: {gitt: {}}\n"), 0o644)
+	st := w.waitStatus(t, 10*time.Second, func(st daemon.Status) bool { return st.ConfigError != "" })
+	if !strings.Contains(st.ConfigError, `unknown field "gitt"`) || len(st.Repositories) != 1 {
+		t.Errorf("status after a broken config: %+v", st)
+	}
+	// Back to the original: the bot runs on main again.
+	os.WriteFile(w.cfgFile, cfg, 0o644)
+	w.waitStatus(t, 10*time.Second, func(st daemon.Status) bool {
+		return st.ConfigError == "" && len(st.Repositories) == 1 && st.Repositories[0].Error == "" && st.Repositories[0].Revision != ""
+	})
 }
