@@ -287,6 +287,9 @@ func validate(u *unstructured.Unstructured) error {
 // kustomize builds the kustomization in dir with krusty on the on-disk filesystem, reads
 // confined to the checkout.
 func (r *reader) kustomize(dir string) error {
+	if err := refuseRemote(dir, map[string]bool{}); err != nil {
+		return fmt.Errorf("kustomize build %s: %w", r.rel(dir), err)
+	}
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
 	rm, err := k.Run(confinedFS(r.root), dir)
 	if err != nil {

@@ -102,6 +102,9 @@ func TestReadErrors(t *testing.T) {
 		{"declared twice", map[string]string{"a.yaml": cm("dup"), "b/c.yaml": cm("dup")}, []string{"ConfigMap/dup is declared twice", "a.yaml", "b/c.yaml"}},
 		{"kustomize error", map[string]string{"kustomization.yaml": "resources:\n- missing.yaml\n"}, []string{"kustomize build ."}},
 		{"kustomize reaching outside the checkout", map[string]string{"k/kustomization.yaml": "resources:\n- ../../outside\n"}, []string{"kustomize build k"}},
+		{"a remote base is not fetched", map[string]string{"kustomization.yaml": "resources:\n- github.com/kubernetes-sigs/kustomize//examples/helloWorld?ref=v3.3.1\n"}, []string{"kustomize build .", "is remote"}},
+		{"a remote URL is not fetched", map[string]string{"kustomization.yaml": "resources:\n- https://example.com/app.yaml\n"}, []string{"is remote"}},
+		{"a remote base in an included overlay", map[string]string{"kustomization.yaml": "resources:\n- base\n", "base/kustomization.yaml": "resources:\n- git@github.com:org/repo.git\n"}, []string{"is remote"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
