@@ -12,7 +12,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"imagebot.dev/imagebot/internal/git"
-	"imagebot.dev/imagebot/internal/policy"
 	"imagebot.dev/imagebot/internal/scan"
 	"imagebot.dev/imagebot/internal/update"
 )
@@ -218,9 +217,15 @@ func (b *Bot) logWarnings() {
 	}
 }
 
+// Automatable says whether automation may choose t's tag: automated, not locked or
+// ignored, with a valid policy.
+func Automatable(t update.Target) bool {
+	return t.Automated && !t.Locked && !t.Ignored && t.PolicyErr == nil && t.Policy != ""
+}
+
 // automatable says whether a target is one the bot should choose a tag for, and its image.
 func (b *Bot) automatable(t update.Target) (name.Reference, bool) {
-	if !t.Automated || t.Locked || t.Ignored || t.PolicyErr != nil || t.Policy == "" {
+	if !Automatable(t) {
 		return nil, false
 	}
 	ref, err := name.ParseReference(t.Image)
@@ -248,10 +253,11 @@ func (b *Bot) watch(targets []update.Target) {
 		if !ok {
 			continue
 		}
-		p, err := policy.Parse(t.Policy)
+		need, err := Need(t)
 		if err != nil {
 			continue
 		}
+		need.Credentials = b.credentials(ref.Context())
 		repo := ref.Context()
 		interval := b.opts.ScanInterval
 		if b.opts.ImageInterval != nil {
@@ -259,7 +265,6 @@ func (b *Bot) watch(targets []update.Target) {
 				interval = d
 			}
 		}
-		need := scan.Need{Credentials: b.credentials(repo), Match: p.Match, BuildTime: p.NeedsBuildTime(), Digest: hasDigest(t.Image)}
 		want[b.opts.Name+"/"+t.ID()] = scan.Watch{Repo: repo, Need: need, Interval: interval}
 	}
 	b.mu.Lock()
@@ -316,34 +321,18 @@ func (b *Bot) decideOne(t update.Target, ref name.Reference, ts *TargetStatus) (
 	if !ok {
 		return nil, errWaiting
 	}
-	p, err := policy.Parse(t.Policy)
+	c, err := Choose(t, res, b.opts.Now())
 	if err != nil {
 		return nil, err
 	}
-	current := policy.Candidate{Tag: currentTag(t.Image)}
-	if img, ok := res.Images[current.Tag]; ok {
-		current.Created, current.Digest = img.Created, img.Digest
-	}
-	sel, err := p.Select(res.Candidates(), current, b.opts.Now())
-	if err != nil {
-		return nil, err
-	}
-	ts.Best, ts.Reason = sel.Tag, sel.Reason
-	if !sel.Changed {
+	ts.Best, ts.Reason = c.Result.Tag, c.Result.Reason
+	if !c.Result.Changed {
 		return nil, nil
 	}
-	var next name.Reference = repo.Tag(sel.Tag)
-	if hasDigest(t.Image) && sel.Digest != "" {
-		d, err := name.NewDigest(repo.Tag(sel.Tag).String() + "@" + sel.Digest)
-		if err != nil {
-			return nil, err
-		}
-		next = d
-	}
-	if b.opts.Repo.Reverted(t.File, t.Workload, t.Container, t.Image, next.String()) {
-		ts.Reason = fmt.Sprintf("%s was reverted in git after imagebot set it; waiting for a newer tag", sel.Tag)
+	if b.opts.Repo.Reverted(t.File, t.Workload, t.Container, t.Image, c.Next.String()) {
+		ts.Reason = fmt.Sprintf("%s was reverted in git after imagebot set it; waiting for a newer tag", c.Result.Tag)
 		return nil, nil
 	}
 	ts.Pending = true
-	return &update.Decision{Target: t, Image: next}, nil
+	return &update.Decision{Target: t, Image: c.Next}, nil
 }

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"imagebot.dev/imagebot/internal/testenv"
+	"imagebot.dev/imagebot/internal/update"
 )
 
 const (
@@ -134,7 +135,9 @@ func (w *World) Walkthrough(ctx context.Context) error {
 			committed := time.Since(pushed)
 			head, _ := testenv.Head(w.RepoPath, "main")
 			w.say("    commit %s (%v after the push): %s", head.Hash.String()[:12], committed.Round(time.Millisecond), strings.SplitN(head.Message, "\n", 2)[0])
-			w.printDiff(before, w.gitFile())
+			for _, line := range strings.Split(strings.TrimRight(update.LineDiff(file, []byte(before), []byte(w.gitFile())), "\n"), "\n") {
+				w.say("    %s", line)
+			}
 			if err := waitFor(ctx, 60*time.Second, "the rollout of develop-v1.8.1", func() (bool, string) { return w.rolledOut(ctx, next, 1) }); err != nil {
 				return err
 			}
@@ -184,15 +187,4 @@ func (w *World) Walkthrough(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// printDiff prints the lines that differ, as a one-hunk diff would.
-func (w *World) printDiff(before, after string) {
-	a, b := strings.Split(before, "\n"), strings.Split(after, "\n")
-	w.say("    --- a/%s\n    +++ b/%s", file, file)
-	for i := 0; i < len(a) && i < len(b); i++ {
-		if a[i] != b[i] {
-			w.say("    @@ line %d @@\n    -%s\n    +%s", i+1, a[i], b[i])
-		}
-	}
 }

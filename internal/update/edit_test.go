@@ -203,3 +203,11 @@ func TestEditCannotExpress(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 }
+
+func TestLineDiff(t *testing.T) {
+	got := LineDiff("a.yaml", []byte("x: 1\nimage: app:1 # c\ny: 2\n"), []byte("x: 1\nimage: app:2 # c\ny: 2\n"))
+	want := "--- a/a.yaml\n+++ b/a.yaml\n@@ -2 +2 @@\n-image: app:1 # c\n+image: app:2 # c\n"
+	if got != want {
+		t.Errorf("LineDiff:\n%s\nwant:\n%s", got, want)
+	}
+}
