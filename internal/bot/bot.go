@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"imagebot.dev/imagebot/internal/git"
+	"imagebot.dev/imagebot/internal/notify"
 	"imagebot.dev/imagebot/internal/scan"
 	"imagebot.dev/imagebot/internal/update"
 )
@@ -45,8 +46,10 @@ type Options struct {
 	Include func(repo string) bool
 	// GitInterval is the longest time between two reconciles (default 1m).
 	GitInterval time.Duration
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// Notify receives updates and push and sync failures (nil: none). It must not block.
+	Notify func(notify.Event)
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Bot automates one repository.
@@ -185,9 +188,15 @@ func (b *Bot) ReconcileOnce(ctx context.Context) (*Status, error) {
 		b.logWarnings()
 		if err != nil {
 			st.Error = err.Error()
+			b.notify(notify.Event{Kind: notify.PushFailed, Revision: head.String(), Summary: "could not commit and push the image updates", Error: err.Error()})
 			return &st, err
 		}
 		if !res.Commit.IsZero() {
+			ev := notify.Event{Kind: notify.Updated, Revision: res.Commit.String(), Summary: strings.SplitN(res.Message, "\n", 2)[0]}
+			for _, c := range res.Changes.Changes {
+				ev.Details = append(ev.Details, c.String())
+			}
+			b.notify(ev)
 			st.Revision, st.Pushed = res.Commit.String(), res.Commit.String()
 			for _, c := range res.Changes.Changes {
 				for i := range st.Targets {
@@ -204,11 +213,19 @@ func (b *Bot) ReconcileOnce(ctx context.Context) (*Status, error) {
 	if b.opts.Syncer != nil {
 		if err := b.opts.Syncer.Sync(ctx, b.opts.Repo.WorkDir(), st.Revision); err != nil {
 			st.Error = err.Error()
+			b.notify(notify.Event{Kind: notify.SyncFailed, Revision: st.Revision, Summary: "could not apply the commit to the cluster", Error: err.Error()})
 			return &st, fmt.Errorf("sync %s: %w", st.Revision, err)
 		}
 		st.Synced = st.Revision
 	}
 	return &st, nil
+}
+
+func (b *Bot) notify(e notify.Event) {
+	if b.opts.Notify != nil {
+		e.Repository = b.opts.Name
+		b.opts.Notify(e)
+	}
 }
 
 func (b *Bot) logWarnings() {

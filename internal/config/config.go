@@ -39,6 +39,20 @@ type Spec struct {
 	Images     Images            `yaml:"images" json:"images"`
 	Markers    map[string]Marker `yaml:"markers" json:"markers"`
 	Sync       Sync              `yaml:"sync" json:"sync"`
+	// Notifications are webhooks told about updates and failures.
+	Notifications []Notification `yaml:"notifications" json:"notifications"`
+}
+
+// Notification is a webhook told about updates and failures (see internal/notify).
+type Notification struct {
+	// URLFile holds the webhook URL (a Slack incoming-webhook URL is a secret).
+	URLFile string `yaml:"urlFile" json:"urlFile"`
+	// Slack sends {"text": …} rendered from Template; otherwise the event as JSON.
+	Slack    bool     `yaml:"slack" json:"slack"`
+	Events   []string `yaml:"events" json:"events"` // update, push-failed, sync-failed; empty: all
+	Template string   `yaml:"template" json:"template"`
+	Burst    int      `yaml:"burst" json:"burst"`       // default 5
+	Interval Duration `yaml:"interval" json:"interval"` // one event per interval after the burst; default 1m
 }
 
 // Git is the repository, its branch and how to reach it.

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"text/template"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"go.yaml.in/yaml/v3"
@@ -277,6 +278,22 @@ func (r *Repository) validate() []problem {
 	}
 	if p := r.Spec.Scan.Platform; p != "" && strings.Count(p, "/") < 1 {
 		add("spec.scan.platform", "%q is not os/arch[/variant]", p)
+	}
+	for i, n := range r.Spec.Notifications {
+		f := fmt.Sprintf("spec.notifications[%d]", i)
+		if n.URLFile == "" {
+			add(f+".urlFile", "is required (a file holding the webhook URL)")
+		}
+		for j, e := range n.Events {
+			if e != "update" && e != "push-failed" && e != "sync-failed" {
+				add(fmt.Sprintf("%s.events[%d]", f, j), "%q is not one of update, push-failed, sync-failed", e)
+			}
+		}
+		if n.Template != "" {
+			if _, err := template.New("").Parse(n.Template); err != nil {
+				add(f+".template", "%v", err)
+			}
+		}
 	}
 	if f := r.Spec.Sync.MaxPruneFraction; f < 0 || f > 1 {
 		add("spec.sync.maxPruneFraction", "%v is not between 0 and 1", f)

@@ -23,6 +23,7 @@ import (
 	"imagebot.dev/imagebot/internal/bot"
 	"imagebot.dev/imagebot/internal/config"
 	"imagebot.dev/imagebot/internal/git"
+	"imagebot.dev/imagebot/internal/notify"
 	"imagebot.dev/imagebot/internal/scan"
 )
 
@@ -333,9 +334,14 @@ func (d *Daemon) newBot(ctx context.Context, cfg *config.Repository) (*bot.Bot, 
 		}
 		syncer = s
 	}
+	notifier, err := notifierFor(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
 	images := cfg.Spec.Images
 	return bot.New(bot.Options{
-		Name: cfg.Metadata.Name, Repo: repo, Scheduler: d.sched, Syncer: syncer, Credentials: creds,
+		Notify: notifier.Notify,
+		Name:   cfg.Metadata.Name, Repo: repo, Scheduler: d.sched, Syncer: syncer, Credentials: creds,
 		ScanInterval: cfg.Spec.Scan.Interval.Duration, GitInterval: g.Interval.Or(time.Minute),
 		Include: func(repo string) bool {
 			if len(images.Include) > 0 && !matchAny(images.Include, repo) {
@@ -377,4 +383,21 @@ func matchAny(globs []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// notifierFor starts the notification sinks of a repository (nil when it has none).
+func notifierFor(ctx context.Context, cfg *config.Repository) (*notify.Notifier, error) {
+	if len(cfg.Spec.Notifications) == 0 {
+		return nil, nil
+	}
+	var sinks []notify.Sink
+	for _, n := range cfg.Spec.Notifications {
+		b, err := os.ReadFile(n.URLFile)
+		if err != nil {
+			return nil, fmt.Errorf("notification URL: %w", err)
+		}
+		sinks = append(sinks, notify.Sink{URL: strings.TrimSpace(string(b)), Slack: n.Slack, Kinds: n.Events,
+			Template: n.Template, Burst: n.Burst, Interval: n.Interval.Duration})
+	}
+	return notify.New(ctx, sinks)
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
@@ -58,10 +59,11 @@ func freeAddr(t testing.TB) string {
 	return l.Addr().String()
 }
 
-func startWorld(t testing.TB) *world { return startWorldWith(t, nil) }
+func startWorld(t testing.TB) *world { return startWorldWith(t, nil, "") }
 
-// startWorldWith is startWorld with the daemon's options adjusted by mod.
-func startWorldWith(t testing.TB, mod func(*daemon.Options)) *world {
+// startWorldWith is startWorld with the daemon's options adjusted by mod and spec appended
+// to the repository's spec (indented by two spaces).
+func startWorldWith(t testing.TB, mod func(*daemon.Options), spec string) *world {
 	addr := freeAddr(t)
 	const token = "hook-token"
 	env := testenv.New(t, testenv.Options{Registry: true, GitServer: true, RegistryOptions: testenv.RegistryOptions{
@@ -93,7 +95,7 @@ spec:
     interval: 1h
   images:
     include: ["127.0.0.1:*"]
-`, url, env.Git.DeployKey, env.Git.KnownHosts)
+`, url, env.Git.DeployKey, env.Git.KnownHosts) + spec
 	cfgFile := filepath.Join(dir, "demo.yaml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -178,7 +180,17 @@ func (w *world) pushAndWait(t testing.TB, tag string, created time.Time) time.Du
 }
 
 func TestWebhookToCommit(t *testing.T) {
-	w := startWorld(t)
+	// A Slack-compatible sink on loopback receives the update.
+	texts := make(chan string, 10)
+	slack := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		var m map[string]string
+		json.NewDecoder(r.Body).Decode(&m)
+		texts <- m["text"]
+	}))
+	defer slack.Close()
+	urlFile := filepath.Join(t.TempDir(), "slack-url")
+	os.WriteFile(urlFile, []byte(slack.URL+"\n"), 0o600)
+	w := startWorldWith(t, nil, "  notifications:\n  - urlFile: "+urlFile+"\n    slack: true\n    events: [update]\n")
 	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
 		resp, err := http.Get(w.daemon + path)
 		if err != nil || resp.StatusCode != http.StatusOK {
@@ -195,6 +207,14 @@ func TestWebhookToCommit(t *testing.T) {
 	st := w.waitStatus(t, 10*time.Second, func(st daemon.Status) bool { return st.Repositories[0].Revision == head.Hash.String() })
 	if st.Repositories[0].Targets[0].Image != w.env.Registry.Host+"/team/flaskapp:develop-v1.8.1" {
 		t.Errorf("status: %+v", st.Repositories[0])
+	}
+	select {
+	case text := <-texts:
+		if !strings.Contains(text, "[demo] Update my-demo/fluxdemo flask to") || !strings.Contains(text, "develop-v1.8.1") {
+			t.Errorf("notification: %q", text)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("no notification of the update")
 	}
 	// An unauthenticated webhook is refused.
 	resp, err := http.Post(w.daemon+"/hooks/registry/generic", "application/json", strings.NewReader(`{"image":"x","tag":"y"}`))
@@ -273,7 +293,7 @@ func TestGitPushHook(t *testing.T) {
 // TestConfigReload: a changed config restarts its repository's bot; a config that no longer
 // loads keeps the running one and says why in the status.
 func TestConfigReload(t *testing.T) {
-	w := startWorldWith(t, func(o *daemon.Options) { o.ConfigPoll = 100 * time.Millisecond })
+	w := startWorldWith(t, func(o *daemon.Options) { o.ConfigPoll = 100 * time.Millisecond }, "")
 	cfg, err := os.ReadFile(w.cfgFile)
 	if err != nil {
 		t.Fatal(err)

@@ -30,6 +30,8 @@ type Result struct {
 	Changes *update.ChangeSet // the last attempt's changes (empty when nothing changed)
 	// Attempts counts the edits made (1 unless a push lost a race).
 	Attempts int
+	// Message is the pushed commit's message.
+	Message string
 }
 
 // Update fetches, brings the working tree to the remote head, runs edit, commits what it
@@ -64,6 +66,9 @@ func (r *Repo) Update(ctx context.Context, edit EditFunc) (*Result, error) {
 		err = r.push(ctx, head, commit, objects)
 		if err == nil {
 			res.Commit = commit
+			if c, cerr := r.repo.CommitObject(commit); cerr == nil {
+				res.Message = c.Message
+			}
 			if err := r.markPushed(head, commit, cs); err != nil {
 				return res, err
 			}
