@@ -48,8 +48,10 @@ type Options struct {
 	GitInterval time.Duration
 	// Notify receives updates and push and sync failures (nil: none). It must not block.
 	Notify func(notify.Event)
-	Logger *slog.Logger
-	Now    func() time.Time
+	// OnStatus receives every reconcile's status (metrics). It must not block.
+	OnStatus func(Status)
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // Bot automates one repository.
@@ -153,6 +155,9 @@ func (b *Bot) ReconcileOnce(ctx context.Context) (*Status, error) {
 		b.mu.Lock()
 		b.status = st
 		b.mu.Unlock()
+		if b.opts.OnStatus != nil {
+			b.opts.OnStatus(st)
+		}
 	}()
 
 	head, err := b.opts.Repo.Checkout(ctx)

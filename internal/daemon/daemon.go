@@ -51,6 +51,7 @@ type Daemon struct {
 	opts    Options
 	log     *slog.Logger
 	metrics *prometheus.Registry
+	loops   *loopMetrics
 	sched   *scan.Scheduler
 	cache   *scan.Cache
 
@@ -97,6 +98,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	scanMetrics, err := scan.NewMetrics(d.metrics)
 	if err != nil {
+		return err
+	}
+	if d.loops, err = newLoopMetrics(d.metrics); err != nil {
 		return err
 	}
 	d.cache, err = scan.OpenCache(filepath.Join(d.opts.DataDir, "scan"), scan.CacheOptions{Logger: d.log})
@@ -340,8 +344,8 @@ func (d *Daemon) newBot(ctx context.Context, cfg *config.Repository) (*bot.Bot, 
 	}
 	images := cfg.Spec.Images
 	return bot.New(bot.Options{
-		Notify: notifier.Notify,
-		Name:   cfg.Metadata.Name, Repo: repo, Scheduler: d.sched, Syncer: syncer, Credentials: creds,
+		Notify: notifier.Notify, OnStatus: d.loops.observe,
+		Name: cfg.Metadata.Name, Repo: repo, Scheduler: d.sched, Syncer: syncer, Credentials: creds,
 		ScanInterval: cfg.Spec.Scan.Interval.Duration, GitInterval: g.Interval.Or(time.Minute),
 		Include: func(repo string) bool {
 			if len(images.Include) > 0 && !matchAny(images.Include, repo) {

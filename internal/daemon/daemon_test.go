@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"context"
+	"io"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -216,8 +217,21 @@ func TestWebhookToCommit(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Error("no notification of the update")
 	}
+	// The loop's metrics count the push.
+	resp, err := http.Get(w.daemon + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`imagebot_pushes_total{repository="demo"} 1`, `imagebot_reconciles_total{repository="demo",result="ok"}`,
+		`imagebot_containers{repository="demo",state="current"} 1`, `imagebot_scan_`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	// An unauthenticated webhook is refused.
-	resp, err := http.Post(w.daemon+"/hooks/registry/generic", "application/json", strings.NewReader(`{"image":"x","tag":"y"}`))
+	resp, err = http.Post(w.daemon+"/hooks/registry/generic", "application/json", strings.NewReader(`{"image":"x","tag":"y"}`))
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("unauthenticated webhook: %v %v", resp, err)
 	}
