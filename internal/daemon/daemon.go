@@ -63,9 +63,15 @@ type Daemon struct {
 }
 
 type running struct {
-	cfg *config.Repository
-	sum string // of the config, to see changes
-	bot *bot.Bot
+	cfg    *config.Repository
+	sum    string // of the config, to see changes
+	bot    *bot.Bot
+	cancel context.CancelFunc // ends what the bot's helpers run (notification senders)
+}
+
+func (r *running) stop() {
+	r.bot.Stop()
+	r.cancel()
 }
 
 // New prepares a daemon; Run starts it.
@@ -250,7 +256,7 @@ func (d *Daemon) apply(ctx context.Context, repos []*config.Repository) {
 	}
 	d.mu.Unlock()
 	for _, r := range stop {
-		r.bot.Stop()
+		r.stop()
 		d.log.Info("stopped repository", "repository", r.cfg.Metadata.Name)
 	}
 	for name, cfg := range want {
@@ -260,15 +266,17 @@ func (d *Daemon) apply(ctx context.Context, repos []*config.Repository) {
 		if ok {
 			continue
 		}
-		b, err := d.newBot(ctx, cfg)
+		botCtx, cancel := context.WithCancel(ctx)
+		b, err := d.newBot(botCtx, cfg)
 		if err != nil {
+			cancel()
 			d.log.Error("cannot start repository", "repository", name, "err", err)
 			continue
 		}
 		d.mu.Lock()
-		d.bots[name] = &running{cfg: cfg, sum: configSum(cfg), bot: b}
+		d.bots[name] = &running{cfg: cfg, sum: configSum(cfg), bot: b, cancel: cancel}
 		d.mu.Unlock()
-		b.Start(ctx)
+		b.Start(botCtx)
 		d.log.Info("started repository", "repository", name, "url", cfg.Spec.Git.URL, "branch", cfg.Spec.Git.Branch)
 	}
 }
@@ -279,7 +287,7 @@ func (d *Daemon) stopAll() {
 	d.bots = map[string]*running{}
 	d.mu.Unlock()
 	for _, r := range bots {
-		r.bot.Stop()
+		r.stop()
 	}
 }
 

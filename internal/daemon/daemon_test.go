@@ -2,12 +2,12 @@ package daemon_test
 
 import (
 	"context"
-	"io"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
