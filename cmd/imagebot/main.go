@@ -24,7 +24,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersion(), newConfig(), newRun(), newListWorkloads(), newIdentity(), newPlan(), newRelease())
+	root.AddCommand(newVersion(), newConfig(), newRun(), newListWorkloads(), newIdentity(), newPlan(), newRelease(), newListImages(), newSync())
 	root.AddCommand(annotationCommands()...)
 	return root
 }

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"imagebot.dev/imagebot/internal/bot"
 	"imagebot.dev/imagebot/internal/daemon"
 	"imagebot.dev/imagebot/internal/testenv"
 )
@@ -328,4 +329,31 @@ func TestConfigReload(t *testing.T) {
 	w.waitStatus(t, 10*time.Second, func(st daemon.Status) bool {
 		return st.ConfigError == "" && len(st.Repositories) == 1 && st.Repositories[0].Error == "" && st.Repositories[0].Revision != ""
 	})
+}
+
+// TestSyncEndpoint: POST /api/v1/sync reconciles now (a human commit is picked up without
+// waiting for the hour-long poll), and needs the token.
+func TestSyncEndpoint(t *testing.T) {
+	w := startWorld(t)
+	h, err := testenv.CommitFiles(w.repoPath, "main", map[string]string{"NOTES.md": "x\n"}, "a human")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, w.daemon+"/api/v1/sync?repository=demo", nil)
+	req.Header.Set("Authorization", "Bearer hook-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sts []bot.Status
+	json.NewDecoder(resp.Body).Decode(&sts)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(sts) != 1 || sts[0].Revision != h.String() {
+		t.Errorf("sync: %s %+v", resp.Status, sts)
+	}
+	resp, _ = http.Post(w.daemon+"/api/v1/sync", "", nil)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("sync without the token: %s", resp.Status)
+	}
+	resp.Body.Close()
 }

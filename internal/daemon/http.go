@@ -1,12 +1,15 @@
 package daemon
 
 import (
+	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -25,6 +28,7 @@ func (d *Daemon) serve(m *scan.Metrics) (*http.Server, error) {
 	mux.HandleFunc("GET /readyz", d.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /api/v1/status", d.status)
+	mux.HandleFunc("POST /api/v1/sync", d.syncNow)
 	if d.opts.WebhookToken != "" || len(d.opts.WebhookHMACSecret) > 0 {
 		for _, f := range formats {
 			secret := d.opts.WebhookHMACSecret
@@ -131,4 +135,45 @@ func (d *Daemon) status(w http.ResponseWriter, _ *http.Request) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(st)
+}
+
+// syncNow (POST /api/v1/sync[?repository=NAME]) runs a reconcile of one repository, or of
+// all, now, and answers when it has finished (at most 2 minutes) with their statuses. It
+// needs the webhook token (Authorization: Bearer TOKEN).
+func (d *Daemon) syncNow(w http.ResponseWriter, r *http.Request) {
+	if d.opts.WebhookToken == "" || !tokenOK(r, d.opts.WebhookToken) {
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return
+	}
+	name := r.URL.Query().Get("repository")
+	d.mu.Lock()
+	var targets []*bot.Bot
+	for n, rb := range d.bots {
+		if name == "" || n == name {
+			targets = append(targets, rb.bot)
+		}
+	}
+	d.mu.Unlock()
+	if len(targets) == 0 {
+		http.Error(w, "no such repository: "+name, http.StatusNotFound)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
+	defer cancel()
+	var out []bot.Status
+	for _, b := range targets {
+		st, _ := b.ReconcileOnce(ctx) // one at a time per bot: it waits for a cycle in flight
+		if st != nil {
+			out = append(out, *st)
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(out)
+}
+
+func tokenOK(r *http.Request, token string) bool {
+	got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
 }

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"imagebot.dev/imagebot/internal/bot"
+	"imagebot.dev/imagebot/internal/daemon"
+)
+
+// Commands that talk to a running daemon (--daemon, default $IMAGEBOT_URL or
+// http://127.0.0.1:8080; e.g. through `kubectl port-forward svc/imagebot 8080:80`).
+
+func daemonFlag(cmd *cobra.Command, url *string) {
+	cmd.Flags().StringVar(url, "daemon", envOr("IMAGEBOT_URL", "http://127.0.0.1:8080"), "the daemon's base URL")
+}
+
+func newListImages() *cobra.Command {
+	var url, output string
+	cmd := &cobra.Command{
+		Use:   "list-images [--daemon URL]",
+		Short: "Per container: the image git holds, the tag its policy picks, and why they differ",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var st daemon.Status
+			if err := call(cmd.Context(), http.MethodGet, url+"/api/v1/status", "", &st); err != nil {
+				return err
+			}
+			if output == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "REPOSITORY\tWORKLOAD\tCONTAINER\tIMAGE\tBEST\tREASON")
+			for _, r := range st.Repositories {
+				if r.Error != "" {
+					fmt.Fprintf(tw, "%s\t\t\t\t\terror: %s\n", r.Repository, r.Error)
+				}
+				for _, t := range r.Targets {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Repository, t.Workload, t.Container, t.Image, t.Best, t.Reason)
+				}
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout())
+			tw = tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "IMAGE REPOSITORY\tTAGS\tLAST SCAN\tNEXT SCAN\tSTATE")
+			for _, i := range st.Images {
+				state := "ok"
+				if i.LastError != "" {
+					state = "error: " + i.LastError
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", i.Repository, i.Tags, ago(i.LastScan), until(i.NextScan), state)
+			}
+			return tw.Flush()
+		},
+	}
+	daemonFlag(cmd, &url)
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	return cmd
+}
+
+func newSync() *cobra.Command {
+	var url, repository, tokenFile string
+	cmd := &cobra.Command{
+		Use:   "sync [--repository NAME] --token-file FILE [--daemon URL]",
+		Short: "Make the daemon reconcile now (fetch, update, push, apply) and wait for it",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			token, err := readSecret(tokenFile)
+			if err != nil {
+				return err
+			}
+			target := url + "/api/v1/sync"
+			if repository != "" {
+				target += "?repository=" + repository
+			}
+			fmt.Fprintln(cmd.ErrOrStderr(), "reconciling…")
+			var sts []bot.Status
+			if err := call(cmd.Context(), http.MethodPost, target, token, &sts); err != nil {
+				return err
+			}
+			failed := false
+			for _, st := range sts {
+				line := fmt.Sprintf("%s: at %.12s in %v", st.Repository, st.Revision, st.Duration.Round(time.Millisecond))
+				if st.Pushed != "" {
+					line += fmt.Sprintf(", pushed %.12s", st.Pushed)
+				}
+				if st.Synced != "" {
+					line += ", applied"
+				}
+				if st.Error != "" {
+					line += ", error: " + st.Error
+					failed = true
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), line)
+			}
+			if failed {
+				return fmt.Errorf("a repository failed to reconcile")
+			}
+			return nil
+		},
+	}
+	daemonFlag(cmd, &url)
+	cmd.Flags().StringVar(&repository, "repository", "", "only this repository (default: all)")
+	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the daemon's webhook token")
+	_ = cmd.MarkFlagRequired("token-file")
+	return cmd
+}
+
+// call sends a request to the daemon and decodes its JSON answer into out.
+func call(ctx context.Context, method, url, token string, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("reach the daemon: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return json.Unmarshal(body, out)
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return time.Since(t).Round(time.Second).String() + " ago"
+}
+
+func until(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return "in " + time.Until(t).Round(time.Second).String()
+}
