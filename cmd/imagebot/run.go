@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -64,6 +65,11 @@ func newRun() *cobra.Command {
 				if leaderElect {
 					opts.LeaderElection = &daemon.LeaderElection{Config: cfg, Namespace: ns}
 				}
+				client, err := kubernetes.NewForConfig(cfg)
+				if err != nil {
+					return err
+				}
+				opts.PullSecrets = daemon.PullSecretKeychains(client)
 			}
 			d, err := daemon.New(opts)
 			if err != nil {

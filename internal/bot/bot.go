@@ -38,6 +38,9 @@ type Options struct {
 	Syncer    Syncer // nil: no sync
 	// Credentials by registry host ("" for the default keychain).
 	Credentials map[string]scan.Credentials
+	// PullSecrets, when set, gives a workload's credentials from its imagePullSecrets and
+	// its service account's; they win over Credentials.
+	PullSecrets scan.KeychainProvider
 	// ScanInterval is the registry poll interval of this repository's images (0: the
 	// scheduler's default); ImageInterval may override it per image.
 	ScanInterval  time.Duration
@@ -176,8 +179,8 @@ func (b *Bot) ReconcileOnce(ctx context.Context) (*Status, error) {
 		b.log.Warn("manifest problem", "problem", p.Error())
 		st.Problems = append(st.Problems, p.Error())
 	}
-	b.watch(found.Targets)
-	decisions, states := b.decide(found.Targets)
+	b.watch(ctx, found.Targets)
+	decisions, states := b.decide(ctx, found.Targets)
 	st.Targets = states
 
 	if len(decisions) > 0 {
@@ -187,7 +190,7 @@ func (b *Bot) ReconcileOnce(ctx context.Context) (*Status, error) {
 			if err != nil {
 				return nil, err
 			}
-			ds, _ := b.decide(again.Targets)
+			ds, _ := b.decide(ctx, again.Targets)
 			return b.opts.Finder.Apply(ctx, dir, ds)
 		})
 		b.logWarnings()
@@ -260,7 +263,22 @@ func (b *Bot) automatable(t update.Target) (name.Reference, bool) {
 	return ref, true
 }
 
-func (b *Bot) credentials(repo name.Repository) scan.Credentials {
+// credentials are the registry credentials for t's image: its workload's pull secrets
+// (through Options.PullSecrets) when it has any, else the registry's from the config, else
+// the default keychain.
+func (b *Bot) credentials(ctx context.Context, t update.Target, repo name.Repository) scan.Credentials {
+	if b.opts.PullSecrets != nil && t.Source != update.SourceMarker {
+		ns := t.Workload.Namespace
+		if ns == "" {
+			ns = "default"
+		}
+		c, err := b.opts.PullSecrets.Credentials(ctx, scan.Workload{Namespace: ns, ServiceAccount: t.ServiceAccount, PullSecrets: t.PullSecrets})
+		if err != nil {
+			b.log.Warn("cannot read pull secrets", "workload", t.Workload.String(), "err", err)
+		} else if c.ID != "" {
+			return c
+		}
+	}
 	if c, ok := b.opts.Credentials[repo.RegistryStr()]; ok {
 		return c
 	}
@@ -268,7 +286,7 @@ func (b *Bot) credentials(repo name.Repository) scan.Credentials {
 }
 
 // watch makes the scheduler watch exactly the images of the automated targets.
-func (b *Bot) watch(targets []update.Target) {
+func (b *Bot) watch(ctx context.Context, targets []update.Target) {
 	want := map[string]scan.Watch{}
 	for _, t := range targets {
 		ref, ok := b.automatable(t)
@@ -279,7 +297,7 @@ func (b *Bot) watch(targets []update.Target) {
 		if err != nil {
 			continue
 		}
-		need.Credentials = b.credentials(ref.Context())
+		need.Credentials = b.credentials(ctx, t, ref.Context())
 		repo := ref.Context()
 		interval := b.opts.ScanInterval
 		if b.opts.ImageInterval != nil {
@@ -315,7 +333,7 @@ func currentTag(image string) string {
 }
 
 // decide chooses the new reference of every automated target, where one is due.
-func (b *Bot) decide(targets []update.Target) ([]update.Decision, []TargetStatus) {
+func (b *Bot) decide(ctx context.Context, targets []update.Target) ([]update.Decision, []TargetStatus) {
 	var ds []update.Decision
 	var states []TargetStatus
 	for _, t := range targets {
@@ -324,7 +342,7 @@ func (b *Bot) decide(targets []update.Target) ([]update.Decision, []TargetStatus
 			continue
 		}
 		ts := TargetStatus{File: t.File, Workload: t.Workload.String(), Container: t.Container, Image: t.Image, Policy: t.Policy}
-		d, err := b.decideOne(t, ref, &ts)
+		d, err := b.decideOne(ctx, t, ref, &ts)
 		if err != nil {
 			ts.Reason = err.Error()
 		} else if d != nil {
@@ -337,9 +355,9 @@ func (b *Bot) decide(targets []update.Target) ([]update.Decision, []TargetStatus
 
 var errWaiting = errors.New("waiting for the first scan of the image")
 
-func (b *Bot) decideOne(t update.Target, ref name.Reference, ts *TargetStatus) (*update.Decision, error) {
+func (b *Bot) decideOne(ctx context.Context, t update.Target, ref name.Reference, ts *TargetStatus) (*update.Decision, error) {
 	repo := ref.Context()
-	res, ok := b.opts.Scheduler.Latest(repo, b.credentials(repo).ID)
+	res, ok := b.opts.Scheduler.Latest(repo, b.credentials(ctx, t, repo).ID)
 	if !ok {
 		return nil, errWaiting
 	}

@@ -41,6 +41,9 @@ type Options struct {
 	WebhookHMACSecret []byte
 	Syncers           SyncerFactory
 	ConfigPoll        time.Duration // default 10s
+	// PullSecrets, when set, gives workloads' registry credentials from their
+	// imagePullSecrets (see PullSecretKeychains).
+	PullSecrets scan.KeychainProvider
 	// LeaderElection, when set, runs the bots only while this replica holds the Lease.
 	LeaderElection *LeaderElection
 	Logger         *slog.Logger
@@ -353,7 +356,7 @@ func (d *Daemon) newBot(ctx context.Context, cfg *config.Repository) (*bot.Bot, 
 	images := cfg.Spec.Images
 	return bot.New(bot.Options{
 		Notify: notifier.Notify, OnStatus: d.loops.observe,
-		Name: cfg.Metadata.Name, Repo: repo, Scheduler: d.sched, Syncer: syncer, Credentials: creds,
+		Name: cfg.Metadata.Name, Repo: repo, Scheduler: d.sched, Syncer: syncer, Credentials: creds, PullSecrets: d.opts.PullSecrets,
 		ScanInterval: cfg.Spec.Scan.Interval.Duration, GitInterval: g.Interval.Or(time.Minute),
 		Include: func(repo string) bool {
 			if len(images.Include) > 0 && !matchAny(images.Include, repo) {

@@ -135,3 +135,27 @@ spec:
 		t.Fatalf("problems %v", problems)
 	}
 }
+
+func TestPullSecretsAndServiceAccount(t *testing.T) {
+	var f Finder
+	targets, problems := f.FindBytes("d.yaml", []byte(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: app, namespace: team}
+spec:
+  template:
+    spec:
+      serviceAccountName: builder
+      imagePullSecrets:
+      - name: regcred
+      - name: other
+      containers:
+      - name: app
+        image: registry.example.com/app:1
+`))
+	if len(problems) != 0 || len(targets) != 1 {
+		t.Fatalf("targets %v, problems %v", targets, problems)
+	}
+	if got := targets[0]; strings.Join(got.PullSecrets, ",") != "regcred,other" || got.ServiceAccount != "builder" {
+		t.Errorf("pull secrets %v, service account %q", got.PullSecrets, got.ServiceAccount)
+	}
+}

@@ -114,6 +114,11 @@ type Target struct {
 	Ignored    bool // the workload carries ignore: "true"
 
 	Fields []Field
+
+	// PullSecrets and ServiceAccount are the pod spec's imagePullSecrets names and
+	// serviceAccountName, for workload containers: whose registry credentials to use.
+	PullSecrets    []string
+	ServiceAccount string
 }
 
 // ID identifies the target within a commit: file, document index and the path of its

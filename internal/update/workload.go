@@ -49,6 +49,20 @@ func (s *scanner) workload(obj *yaml.Node, path string, w Workload, ann *annotat
 	}
 	known := map[string]bool{}
 	var out []*target
+	var pullSecrets []string
+	serviceAccount := ""
+	if spec != nil {
+		if _, ps, _ := mapGet(spec, "imagePullSecrets"); ps != nil && ps.Kind == yaml.SequenceNode {
+			for _, item := range ps.Content {
+				if item.Kind == yaml.MappingNode {
+					if n := mapScalar(item, "name"); n != "" {
+						pullSecrets = append(pullSecrets, n)
+					}
+				}
+			}
+		}
+		serviceAccount = mapScalar(spec, "serviceAccountName")
+	}
 	for _, list := range []struct {
 		key string
 		src Source
@@ -71,6 +85,7 @@ func (s *scanner) workload(obj *yaml.Node, path string, w Workload, ann *annotat
 			p := joinPath(indexPath(joinPath(specP, list.key), i), "image")
 			f, fn := field(img, PartRef, p, c, aliased || al || al2 || al3)
 			t, err := s.newTarget(w, name, list.src, []Field{f}, []fieldNode{fn}, refParts{})
+			t.PullSecrets, t.ServiceAccount = pullSecrets, serviceAccount
 			applyAnnotations(t, ann)
 			spec, src, line := ann.policyFor(name)
 			if err != nil {
