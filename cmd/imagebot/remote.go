@@ -34,10 +34,8 @@ func newListImages() *cobra.Command {
 			if err := call(cmd.Context(), http.MethodGet, url+"/api/v1/status", "", &st); err != nil {
 				return err
 			}
-			if output == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(st)
+			if output != "table" {
+				return printStructured(cmd, output, st)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "REPOSITORY\tWORKLOAD\tCONTAINER\tIMAGE\tBEST\tREASON")
@@ -47,6 +45,12 @@ func newListImages() *cobra.Command {
 				}
 				for _, t := range r.Targets {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Repository, t.Workload, t.Container, t.Image, t.Best, t.Reason)
+					for _, n := range t.Tags {
+						fmt.Fprintf(tw, "\t\t\t  %s\t\t%s\n", n.Tag, n.Note)
+					}
+					if t.Filtered > 0 {
+						fmt.Fprintf(tw, "\t\t\t  (%d more tags rejected by the filter)\t\t\n", t.Filtered)
+					}
 				}
 			}
 			if err := tw.Flush(); err != nil {
@@ -66,7 +70,7 @@ func newListImages() *cobra.Command {
 		},
 	}
 	daemonFlag(cmd, &url)
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, json or yaml")
 	return cmd
 }
 

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
 
 	"imagebot.dev/imagebot/internal/git"
 	"imagebot.dev/imagebot/internal/update"
@@ -32,7 +33,7 @@ func newListWorkloads() *cobra.Command {
 			for _, p := range res.Problems {
 				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", p.Error())
 			}
-			if output == "json" {
+			if output != "table" {
 				type row struct {
 					File, Workload, Container, Image, Policy string
 					Automated, Locked                        bool
@@ -42,9 +43,7 @@ func newListWorkloads() *cobra.Command {
 				for _, t := range res.Targets {
 					rows = append(rows, row{t.File, t.Workload.String(), t.Container, t.Image, t.Policy, t.Automated, t.Locked, t.LockedMsg})
 				}
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(rows)
+				return printStructured(cmd, output, rows)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "WORKLOAD\tCONTAINER\tIMAGE\tPOLICY\tSTATUS")
@@ -73,8 +72,26 @@ func newListWorkloads() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&dir, "path", ".", "the checkout to read")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, json or yaml")
 	return cmd
+}
+
+// printStructured writes v as JSON or YAML (-o json|yaml).
+func printStructured(cmd *cobra.Command, output string, v any) error {
+	switch output {
+	case "json":
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case "yaml":
+		b, err := yaml.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = cmd.OutOrStdout().Write(b)
+		return err
+	}
+	return fmt.Errorf("-o %q: want table, json or yaml", output)
 }
 
 // parseWorkload reads "Kind/namespace/name", "namespace/name" (a Deployment) or "name".

@@ -51,6 +51,9 @@ func TestWorkloadCommands(t *testing.T) {
 	if !strings.Contains(out, "Deployment/my-demo/fluxdemo  flask      registry.example.com/team/flaskapp:develop-v1.8.0  glob:develop-v*  automated") {
 		t.Errorf("list-workloads:\n%s", out)
 	}
+	if out := run(t, "list-workloads", "--path", dir, "-o", "yaml"); !strings.Contains(out, "Container: flask") || !strings.Contains(out, "Policy: glob:develop-v*") {
+		t.Errorf("list-workloads -o yaml:\n%s", out)
+	}
 	run(t, "lock", "--path", dir, "-w", "my-demo/fluxdemo", "-m", "incident 42", "--user", "ana")
 	if !strings.Contains(read(), "flux.weave.works/locked: \"true\"") || !strings.Contains(read(), "incident 42") {
 		t.Errorf("after lock:\n%s", read())

@@ -365,7 +365,7 @@ func (b *Bot) decideOne(ctx context.Context, t update.Target, ref name.Reference
 	if err != nil {
 		return nil, err
 	}
-	ts.Best, ts.Reason = c.Result.Tag, c.Result.Reason
+	ts.Best, ts.Reason, ts.Tags, ts.Filtered = c.Result.Tag, c.Result.Reason, c.Tags, c.Filtered
 	if !c.Result.Changed {
 		return nil, nil
 	}

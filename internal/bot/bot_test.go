@@ -2,6 +2,7 @@ package bot_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -185,6 +186,10 @@ func TestLoop(t *testing.T) {
 	}
 	if !strings.Contains(flaskStatus.Reason, "reverted in git") || flaskStatus.Best != "develop-v1.8.2" {
 		t.Errorf("status after the revert: %+v", flaskStatus)
+	}
+	// What the policy made of each tag: the one it picks, the one git holds, the rest.
+	if fmt.Sprint(flaskStatus.Tags) != "[{develop-v1.8.2 chosen} {develop-v1.8.1 current} {develop-v1.8.0 ranks lower}]" || flaskStatus.Filtered != 1 {
+		t.Errorf("tag notes after the revert: %v, %d filtered", flaskStatus.Tags, flaskStatus.Filtered)
 	}
 
 	// A newer tag after the revert goes through.

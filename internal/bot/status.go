@@ -26,6 +26,10 @@ type TargetStatus struct {
 	Best      string `json:"best,omitempty"`
 	Pending   bool   `json:"pending,omitempty"` // an update was decided this cycle
 	Reason    string `json:"reason,omitempty"`
+	// Tags are the tags the policy's filter lets through (at most 50) with what the policy
+	// made of each; Filtered counts the tags its filter rejects.
+	Tags     []TagNote `json:"tags,omitempty"`
+	Filtered int       `json:"filtered,omitempty"`
 }
 
 // Status returns the last reconcile's status.
