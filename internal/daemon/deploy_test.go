@@ -9,6 +9,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"imagebot.dev/imagebot/internal/demo"
 	ksync "imagebot.dev/imagebot/internal/sync"
@@ -50,6 +51,25 @@ func TestDeployManifests(t *testing.T) {
 	}
 	if _, err := env.Cluster.Client.CoreV1().ConfigMaps("imagebot-system").Get(ctx, "imagebot-repos", metav1.GetOptions{}); err != nil {
 		t.Errorf("repository configs: %v", err)
+	}
+	// The persistent variant mounts a PVC as the data dir.
+	pobjs, err := admin.Render(ctx, "../../config", []string{"deploy-persistent"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, o := range pobjs {
+		if o.GetKind() == "Deployment" {
+			vols, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "volumes")
+			for _, v := range vols {
+				if vm := v.(map[string]any); vm["name"] == "data" && vm["persistentVolumeClaim"] != nil {
+					found = true
+				}
+			}
+		}
+	}
+	if !found {
+		t.Error("config/deploy-persistent does not mount the PVC as the data dir")
 	}
 
 	// imagebot's own identity, as the Deployment would run with it.
