@@ -15,14 +15,12 @@ func newConfig() *cobra.Command {
 		Short: "Check repository config files (a file or a directory each); exit 1 on any error",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			for _, p := range args {
-				repos, err := config.Load(p)
-				if err != nil {
-					return err
-				}
-				for _, r := range repos {
-					fmt.Fprintf(cmd.OutOrStdout(), "%s: repository %q ok\n", r.File, r.Metadata.Name)
-				}
+			repos, err := config.Load(args...)
+			if err != nil {
+				return err
+			}
+			for _, r := range repos {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: repository %q ok\n", r.File, r.Metadata.Name)
 			}
 			return nil
 		},

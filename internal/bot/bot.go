@@ -323,15 +323,6 @@ func (b *Bot) watch(ctx context.Context, targets []update.Target) {
 
 func hasDigest(image string) bool { return strings.Contains(image, "@") }
 
-// currentTag returns the tag of a reference ("" for a digest without a tag).
-func currentTag(image string) string {
-	noDigest, _, _ := strings.Cut(image, "@")
-	if i := strings.LastIndex(noDigest, ":"); i > strings.LastIndex(noDigest, "/") {
-		return noDigest[i+1:]
-	}
-	return ""
-}
-
 // decide chooses the new reference of every automated target, where one is due.
 func (b *Bot) decide(ctx context.Context, targets []update.Target) ([]update.Decision, []TargetStatus) {
 	var ds []update.Decision

@@ -34,7 +34,7 @@ func Choose(t update.Target, res *scan.Result, now time.Time) (*Choice, error) {
 	if err != nil {
 		return nil, err
 	}
-	current := policy.Candidate{Tag: currentTag(t.Image)}
+	current := policy.Candidate{Tag: update.TagOf(t.Image)}
 	if img, ok := res.Images[current.Tag]; ok {
 		current.Created, current.Digest = img.Created, img.Digest
 	}

@@ -25,27 +25,17 @@ import (
 // ErrInvalid is wrapped by every error about a config file's content.
 var ErrInvalid = errors.New("invalid config")
 
-// Load reads every Repository in path: a file (one or more YAML documents), or a directory
-// of *.yaml and *.yml files (not recursive, in name order). Names must be unique.
-func Load(p string) ([]*Repository, error) {
-	st, err := os.Stat(p)
-	if err != nil {
-		return nil, fmt.Errorf("load config: %w", err)
-	}
-	files := []string{p}
-	if st.IsDir() {
-		files = nil
-		entries, err := os.ReadDir(p)
+// Load reads every Repository in paths: files (one or more YAML documents each), or
+// directories of *.yaml and *.yml files (not recursive, in name order). Names must be unique
+// across all of them.
+func Load(paths ...string) ([]*Repository, error) {
+	var files []string
+	for _, p := range paths {
+		fs, err := configFiles(p)
 		if err != nil {
-			return nil, fmt.Errorf("load config: %w", err)
+			return nil, err
 		}
-		for _, e := range entries {
-			ext := filepath.Ext(e.Name())
-			if !e.IsDir() && (ext == ".yaml" || ext == ".yml") && !strings.HasPrefix(e.Name(), ".") {
-				files = append(files, filepath.Join(p, e.Name()))
-			}
-		}
-		sort.Strings(files)
+		files = append(files, fs...)
 	}
 	var out []*Repository
 	var errs []error
@@ -74,9 +64,33 @@ func Load(p string) ([]*Repository, error) {
 		return nil, errors.Join(errs...)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("load config %s: %w: no Repository found", p, ErrInvalid)
+		return nil, fmt.Errorf("load config %s: %w: no Repository found", strings.Join(paths, ", "), ErrInvalid)
 	}
 	return out, nil
+}
+
+// configFiles is path itself, or the config files of the directory path.
+func configFiles(path string) ([]string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+	if !st.IsDir() {
+		return []string{path}, nil
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+	var files []string
+	for _, e := range entries {
+		ext := filepath.Ext(e.Name())
+		if !e.IsDir() && (ext == ".yaml" || ext == ".yml") && !strings.HasPrefix(e.Name(), ".") {
+			files = append(files, filepath.Join(path, e.Name()))
+		}
+	}
+	sort.Strings(files)
+	return files, nil
 }
 
 // Parse reads the Repository documents of one file. Unknown fields are errors; every error

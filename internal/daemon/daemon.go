@@ -99,7 +99,7 @@ func New(opts Options) (*Daemon, error) {
 
 // Run serves until ctx ends, then stops every bot (letting a push in flight finish).
 func (d *Daemon) Run(ctx context.Context) error {
-	repos, err := loadAll(d.opts.ConfigPaths)
+	repos, err := config.Load(d.opts.ConfigPaths...)
 	if err != nil {
 		return err
 	}
@@ -157,7 +157,7 @@ func (d *Daemon) manage(ctx context.Context, repos []*config.Repository) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			repos, err := loadAll(d.opts.ConfigPaths)
+			repos, err := config.Load(d.opts.ConfigPaths...)
 			d.mu.Lock()
 			d.configErr = ""
 			if err != nil {
@@ -178,27 +178,6 @@ func (d *Daemon) Addr() net.Addr {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.addr
-}
-
-func loadAll(paths []string) ([]*config.Repository, error) {
-	var out []*config.Repository
-	var errs []error
-	seen := map[string]string{}
-	for _, p := range paths {
-		repos, err := config.Load(p)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, r := range repos {
-			if other, dup := seen[r.Metadata.Name]; dup {
-				errs = append(errs, fmt.Errorf("%s: repository %q is also defined in %s", r.File, r.Metadata.Name, other))
-			}
-			seen[r.Metadata.Name] = r.File
-			out = append(out, r)
-		}
-	}
-	return out, errors.Join(errs...)
 }
 
 // scanOptions merges the registry settings of every repository (the last one wins).

@@ -82,26 +82,7 @@ func startWorldWith(t testing.TB, mod func(*daemon.Options), spec string) *world
 	}
 	w.url = url
 	dir := t.TempDir()
-	cfg := fmt.Sprintf(`apiVersion: imagebot.dev/v1alpha1
-kind: Repository
-metadata:
-  name: demo
-spec:
-  git:
-    url: %s
-    interval: 1h
-    auth:
-      sshKeyFile: %s
-      knownHostsFile: %s
-  scan:
-    interval: 1h
-  images:
-    include: ["127.0.0.1:*"]
-`, url, env.Git.DeployKey, env.Git.KnownHosts) + spec
-	cfgFile := filepath.Join(dir, "demo.yaml")
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfgFile := writeConfig(t, dir, url, env.Git, "1h", "1h", spec)
 	w.cfgFile = cfgFile
 	opts := daemon.Options{ConfigPaths: []string{cfgFile}, DataDir: filepath.Join(dir, "data"),
 		Listen: addr, WebhookToken: token, WebhookHMACSecret: []byte(hmacSecret)}
@@ -356,4 +337,32 @@ func TestSyncEndpoint(t *testing.T) {
 		t.Errorf("sync without the token: %s", resp.Status)
 	}
 	resp.Body.Close()
+}
+
+// writeConfig writes a repository config named demo for the git server's repository url,
+// watching only the test registry, with the given poll intervals and extra spec lines
+// (indented by two spaces), and returns its path.
+func writeConfig(t testing.TB, dir, url string, g *testenv.GitServer, gitInterval, scanInterval, extra string) string {
+	t.Helper()
+	path := filepath.Join(dir, "demo.yaml")
+	cfg := fmt.Sprintf(`apiVersion: imagebot.dev/v1alpha1
+kind: Repository
+metadata:
+  name: demo
+spec:
+  git:
+    url: %s
+    interval: %s
+    auth:
+      sshKeyFile: %s
+      knownHostsFile: %s
+  scan:
+    interval: %s
+  images:
+    include: ["127.0.0.1:*"]
+`, url, gitInterval, g.DeployKey, g.KnownHosts, scanInterval) + extra
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -37,18 +37,7 @@ func TestSIGKILLConverges(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "demo.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`apiVersion: imagebot.dev/v1alpha1
-kind: Repository
-metadata: {name: demo}
-spec:
-  git:
-    url: %s
-    interval: 2s
-    auth: {sshKeyFile: %s, knownHostsFile: %s}
-  scan: {interval: 1s}
-  images: {include: ["127.0.0.1:*"]}
-`, url, env.Git.DeployKey, env.Git.KnownHosts)), 0o644)
+	cfg := writeConfig(t, dir, url, env.Git, "2s", "1s", "")
 	start := func() *exec.Cmd {
 		cmd := exec.Command(bin, "run", "--no-sync", "--config", cfg, "--data-dir", filepath.Join(dir, "data"),
 			"--listen", freeAddr(t), "--log-format", "text")

@@ -2,9 +2,7 @@ package daemon_test
 
 import (
 	"context"
-	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,18 +26,7 @@ func TestLeaderElection(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	cfgFile := filepath.Join(dir, "demo.yaml")
-	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`apiVersion: imagebot.dev/v1alpha1
-kind: Repository
-metadata: {name: demo}
-spec:
-  git:
-    url: %s
-    interval: 1h
-    auth: {sshKeyFile: %s, knownHostsFile: %s}
-  scan: {interval: 1s}
-  images: {include: ["127.0.0.1:*"]}
-`, url, env.Git.DeployKey, env.Git.KnownHosts)), 0o644)
+	cfgFile := writeConfig(t, dir, url, env.Git, "1h", "1s", "")
 
 	type replica struct {
 		url    string

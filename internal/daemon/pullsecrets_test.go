@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -47,18 +45,7 @@ func TestPullSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	cfgFile := filepath.Join(dir, "demo.yaml")
-	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`apiVersion: imagebot.dev/v1alpha1
-kind: Repository
-metadata: {name: demo}
-spec:
-  git:
-    url: %s
-    interval: 1h
-    auth: {sshKeyFile: %s, knownHostsFile: %s}
-  scan: {interval: 1h}
-  images: {include: ["127.0.0.1:*"]}
-`, url, env.Git.DeployKey, env.Git.KnownHosts)), 0o644)
+	cfgFile := writeConfig(t, dir, url, env.Git, "1h", "1h", "")
 
 	run := func(name string, opts daemon.Options) *world {
 		addr := freeAddr(t)

@@ -34,16 +34,14 @@ type messageTemplate struct{ t *template.Template }
 var messageFuncs = template.FuncMap{
 	// tag returns what follows the repository in a reference: the tag, the digest, or both.
 	"tag": func(ref string) string {
-		if i := strings.LastIndex(ref, "@"); i >= 0 {
-			if j := strings.LastIndex(ref[:i], ":"); j > strings.LastIndex(ref[:i], "/") {
-				return ref[j+1:]
-			}
-			return ref[i+1:]
+		_, digest, pinned := strings.Cut(ref, "@")
+		switch t := update.TagOf(ref); {
+		case t != "" && pinned:
+			return t + "@" + digest
+		case t != "":
+			return t
 		}
-		if j := strings.LastIndex(ref, ":"); j > strings.LastIndex(ref, "/") {
-			return ref[j+1:]
-		}
-		return ref
+		return digest
 	},
 	"workload": func(c update.Change) string { return workloadName(c) },
 }

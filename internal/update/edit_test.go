@@ -211,3 +211,14 @@ func TestLineDiff(t *testing.T) {
 		t.Errorf("LineDiff:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+func TestTagOf(t *testing.T) {
+	for ref, want := range map[string]string{
+		"nginx:1.16": "1.16", "127.0.0.1:5000/team/app": "", "r.example.com/a:v1@sha256:abc": "v1",
+		"r.example.com/a@sha256:abc": "", "localhost:5000/a:2": "2",
+	} {
+		if got := TagOf(ref); got != want {
+			t.Errorf("TagOf(%q) = %q, want %q", ref, got, want)
+		}
+	}
+}

@@ -40,6 +40,10 @@ func splitRef(s string) refParts {
 	return p
 }
 
+// TagOf returns the tag of an image reference as written ("" when it has none:
+// "repo@sha256:…"); a digest after the tag is ignored.
+func TagOf(ref string) string { return splitRef(ref).Tag }
+
 // name returns registry/repository (repository alone without a registry).
 func (p refParts) name() string {
 	if p.Registry == "" {
