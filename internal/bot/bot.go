@@ -155,12 +155,13 @@ func (b *Bot) ReconcileOnce(ctx context.Context) (*Status, error) {
 		st.Duration = b.opts.Now().Sub(start)
 		b.log.Debug("reconciled", "revision", st.Revision, "pushed", st.Pushed, "synced", st.Synced,
 			"targets", len(st.Targets), "duration", st.Duration, "error", st.Error)
-		b.mu.Lock()
-		b.status = st
-		b.mu.Unlock()
+		// Metrics first, so that whoever sees this status also sees it counted.
 		if b.opts.OnStatus != nil {
 			b.opts.OnStatus(st)
 		}
+		b.mu.Lock()
+		b.status = st
+		b.mu.Unlock()
 	}()
 
 	head, err := b.opts.Repo.Checkout(ctx)
@@ -219,9 +220,9 @@ func (b *Bot) ReconcileOnce(ctx context.Context) (*Status, error) {
 		}
 	}
 	if b.opts.Syncer != nil {
+		// The syncer notifies its own failures (it also fails outside the bot's cycles).
 		if err := b.opts.Syncer.Sync(ctx, b.opts.Repo.WorkDir(), st.Revision); err != nil {
 			st.Error = err.Error()
-			b.notify(notify.Event{Kind: notify.SyncFailed, Revision: st.Revision, Summary: "could not apply the commit to the cluster", Error: err.Error()})
 			return &st, fmt.Errorf("sync %s: %w", st.Revision, err)
 		}
 		st.Synced = st.Revision

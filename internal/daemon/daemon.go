@@ -27,8 +27,10 @@ import (
 	"imagebot.dev/imagebot/internal/scan"
 )
 
-// SyncerFactory makes the reconciler of a repository (nil: no sync).
-type SyncerFactory func(r *config.Repository) (bot.Syncer, error)
+// SyncerFactory makes the reconciler of a repository (nil: no sync). It reports sync
+// failures (the bot's syncs, resyncs, drift corrections, rollouts that never became healthy)
+// through notify.
+type SyncerFactory func(r *config.Repository, notify func(notify.Event)) (bot.Syncer, error)
 
 // Options configures a Daemon.
 type Options struct {
@@ -320,17 +322,17 @@ func (d *Daemon) newBot(ctx context.Context, cfg *config.Repository) (*bot.Bot, 
 			creds[reg.Host] = c
 		}
 	}
+	notifier, err := notifierFor(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
 	var syncer bot.Syncer
 	if d.opts.Syncers != nil && *cfg.Spec.Sync.Enabled {
-		s, err := d.opts.Syncers(cfg)
+		s, err := d.opts.Syncers(cfg, notifier.Notify)
 		if err != nil {
 			return nil, err
 		}
 		syncer = s
-	}
-	notifier, err := notifierFor(ctx, cfg)
-	if err != nil {
-		return nil, err
 	}
 	images := cfg.Spec.Images
 	return bot.New(bot.Options{

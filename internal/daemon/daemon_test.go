@@ -295,18 +295,30 @@ func TestConfigReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Point the repository at a branch that does not exist: the restarted bot reports it.
-	os.WriteFile(w.cfgFile, []byte(strings.Replace(string(cfg), "    interval: 1h\n", "    interval: 1h\n    branch: nope\n", 1)), 0o644)
+	// The edits replace the file whole (as editors and ConfigMap volumes do): a file caught
+	// half-written would show a passing "no Repository found" error instead.
+	replace := func(body []byte) {
+		t.Helper()
+		tmp := w.cfgFile + ".tmp"
+		if err := os.WriteFile(tmp, body, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, w.cfgFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replace([]byte(strings.Replace(string(cfg), "    interval: 1h\n", "    interval: 1h\n    branch: nope\n", 1)))
 	w.waitStatus(t, 10*time.Second, func(st daemon.Status) bool {
 		return len(st.Repositories) == 1 && strings.Contains(st.Repositories[0].Error, "branch not found")
 	})
 	// A broken config keeps the last good one running.
-	os.WriteFile(w.cfgFile, []byte("apiVersion: imagebot.dev/v1alpha1\nkind: Repository\nspec: {gitt: {}}\n"), 0o644)
+	replace([]byte("apiVersion: imagebot.dev/v1alpha1\nkind: Repository\nspec: {gitt: {}}\n"))
 	st := w.waitStatus(t, 10*time.Second, func(st daemon.Status) bool { return st.ConfigError != "" })
 	if !strings.Contains(st.ConfigError, `unknown field "gitt"`) || len(st.Repositories) != 1 {
 		t.Errorf("status after a broken config: %+v", st)
 	}
 	// Back to the original: the bot runs on main again.
-	os.WriteFile(w.cfgFile, cfg, 0o644)
+	replace(cfg)
 	w.waitStatus(t, 10*time.Second, func(st daemon.Status) bool {
 		return st.ConfigError == "" && len(st.Repositories) == 1 && st.Repositories[0].Error == "" && st.Repositories[0].Revision != ""
 	})

@@ -15,6 +15,7 @@ import (
 
 	"imagebot.dev/imagebot/internal/bot"
 	"imagebot.dev/imagebot/internal/config"
+	"imagebot.dev/imagebot/internal/notify"
 	ksync "imagebot.dev/imagebot/internal/sync"
 )
 
@@ -39,15 +40,31 @@ func ClusterSyncers(ctx context.Context, cfg *rest.Config, namespace string, log
 	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
 	go func() { <-ctx.Done(); bc.Shutdown() }()
 	recorder := bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "imagebot"})
-	return func(r *config.Repository) (bot.Syncer, error) {
+	return func(r *config.Repository, notifyFn func(notify.Event)) (bot.Syncer, error) {
 		s := r.Spec.Sync
+		var failing gosync.Mutex
+		lastErr := "" // the failure last notified: a failure is notified when it starts or changes
 		syncer, err := ksync.NewSyncer(m, ksync.SyncerOptions{
 			Name: r.Metadata.Name, InventoryNamespace: namespace, DefaultNamespace: s.DefaultNamespace,
 			Paths: r.Spec.Git.Paths, Prune: *s.Prune, MaxPruneFraction: s.MaxPruneFraction,
 			HealthTimeout: s.HealthTimeout.Duration, ResyncInterval: s.Interval.Duration, Recorder: recorder,
+			// The bot goes on (the next tag, the next commit) while a rollout proceeds.
+			WaitInBackground: true,
 			OnResult: func(res *ksync.Result) {
+				failing.Lock()
+				notifyNow := res.Err != nil && res.Err.Error() != lastErr
+				if res.Err != nil {
+					lastErr = res.Err.Error()
+				} else {
+					lastErr = ""
+				}
+				failing.Unlock()
 				if res.Err != nil {
 					log.Error("sync failed", "repository", r.Metadata.Name, "revision", res.Revision, "err", res.Err)
+					if notifyNow && notifyFn != nil {
+						notifyFn(notify.Event{Kind: notify.SyncFailed, Repository: r.Metadata.Name, Revision: res.Revision,
+							Summary: "could not apply the commit to the cluster", Error: res.Err.Error()})
+					}
 					return
 				}
 				if res.Changes != nil && len(res.Changes.Changed()) > 0 {

@@ -109,6 +109,10 @@
 //
 // After applying, Sync waits up to HealthTimeout (default 2m; negative: no wait, a snapshot)
 // for kstatus to report every object Current; drift corrections are not held up meanwhile.
+// With WaitInBackground (what the daemon uses) Sync returns as soon as it has applied and
+// pruned, Reconciling while rollouts go on, and the wait's outcome (Ready, or Stalled with
+// ErrHealthTimeout or ErrUnhealthy) comes later as a second Result through OnResult; a newer
+// Sync ends the older wait without a result.
 // Result carries per-object health, the overall status (Ready, Reconciling, Stalled), the last
 // applied and last attempted revisions (commit SHAs given by the caller), and the ChangeSet. Events go through the EventRecorder given in SyncerOptions
 // (client-go's record.EventRecorder satisfies it): one per changed or failed object (up to

@@ -21,7 +21,7 @@ type Status string
 
 const (
 	Ready       Status = "Ready"       // every object applied and Current
-	Reconciling Status = "Reconciling" // applied; some objects still rolling out (no wait asked)
+	Reconciling Status = "Reconciling" // applied; some objects still rolling out (no wait, or waiting in the background)
 	Stalled     Status = "Stalled"     // a render, apply, prune or inventory step failed, or health did not come
 )
 
@@ -37,6 +37,8 @@ type Result struct {
 	Started                       time.Time
 	Duration                      time.Duration
 	Err                           error
+
+	gen uint64 // a background health wait's: the sync it follows (0: none)
 }
 
 // SyncerOptions configures a Syncer. Name is required; the rest have the defaults in doc.go.
@@ -72,6 +74,11 @@ type SyncerOptions struct {
 	// about single objects per sync (default 20); a summary event always follows.
 	Recorder        EventRecorder
 	MaxObjectEvents int
+	// WaitInBackground makes Sync return once it has applied and pruned (Status Reconciling
+	// while rollouts go on) and wait for health in the background, so the caller can go on:
+	// the wait's outcome is a second Result, given to OnResult and Last. A newer sync or Stop
+	// ends a background wait without a result.
+	WaitInBackground bool
 	// OnResult, when set, is called after every sync and drift correction.
 	OnResult func(*Result)
 }
@@ -119,6 +126,11 @@ type Syncer struct {
 	runMu  stdsync.Mutex
 	cancel context.CancelFunc
 	wg     stdsync.WaitGroup
+
+	gen      uint64        // (mu) bumped by every sync: a background wait reports only if still current
+	bgMu     stdsync.Mutex // the background health wait (WaitInBackground)
+	bgCancel context.CancelFunc
+	bgWG     stdsync.WaitGroup
 }
 
 // NewSyncer returns a Syncer using m.
@@ -239,6 +251,7 @@ func (s *Syncer) applied(desired []*unstructured.Unstructured, cs *ChangeSet) []
 // finish computes health (without holding s.mu) and status, then records events and the
 // result.
 func (s *Syncer) finish(ctx context.Context, res *Result, errs []error, check []*unstructured.Unstructured) (*Result, error) {
+	gen := s.supersede()
 	if len(check) > 0 {
 		wo := WaitOptions{Timeout: s.opts.HealthTimeout, Owner: s.opts.Name}
 		if len(res.Changes.Changed()) == 0 {
@@ -247,16 +260,69 @@ func (s *Syncer) finish(ctx context.Context, res *Result, errs []error, check []
 			// written.
 			wo.cache = s.cache()
 		}
-		if len(errs) == 0 && s.opts.HealthTimeout > 0 {
+		switch wait := len(errs) == 0 && s.opts.HealthTimeout > 0; {
+		case wait && !s.opts.WaitInBackground:
 			hs, err := s.m.Wait(ctx, check, wo)
 			res.Health = hs
 			if err != nil {
 				errs = append(errs, err)
 			}
-		} else {
+		default:
 			res.Health = s.m.Health(ctx, check, wo)
+			if wait && !allCurrent(res.Health) {
+				s.waitInBackground(ctx, gen, res, check, wo)
+			}
 		}
 	}
+	return s.record(res, errs)
+}
+
+// supersede ends a background health wait (its result would be older than the one being
+// made) and returns the new result's generation.
+func (s *Syncer) supersede() uint64 {
+	s.bgMu.Lock()
+	if s.bgCancel != nil {
+		s.bgCancel()
+		s.bgCancel = nil
+	}
+	s.bgMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gen++
+	return s.gen
+}
+
+// waitInBackground waits for check's health after the result of generation gen, and
+// records the outcome as that result's successor unless a newer result came first.
+func (s *Syncer) waitInBackground(ctx context.Context, gen uint64, res *Result, check []*unstructured.Unstructured, wo WaitOptions) {
+	revision, started := res.Revision, res.Started
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.bgMu.Lock()
+	if s.bgCancel != nil {
+		s.bgCancel()
+	}
+	s.bgCancel = cancel
+	s.bgWG.Add(1)
+	s.bgMu.Unlock()
+	go func() {
+		defer s.bgWG.Done()
+		defer cancel()
+		hs, err := s.m.Wait(wctx, check, wo)
+		if wctx.Err() != nil {
+			return // superseded or stopped
+		}
+		next := &Result{Revision: revision, Changes: &ChangeSet{}, Started: started, Health: hs, gen: gen}
+		var errs []error
+		if err != nil {
+			errs = append(errs, err)
+		}
+		_, _ = s.record(next, errs)
+	}()
+}
+
+// record sets res's status from errs and its health, makes it Last, records its Events and
+// gives it to OnResult.
+func (s *Syncer) record(res *Result, errs []error) (*Result, error) {
 	res.Err = errors.Join(errs...)
 	switch {
 	case res.Err != nil:
@@ -268,6 +334,10 @@ func (s *Syncer) finish(ctx context.Context, res *Result, errs []error, check []
 	}
 	res.Duration = time.Since(res.Started)
 	s.mu.Lock()
+	if res.gen != 0 && res.gen != s.gen {
+		s.mu.Unlock()
+		return res, res.Err // a background wait that a newer result overtook
+	}
 	if res.LastAppliedRevision == "" && s.last != nil {
 		res.LastAppliedRevision = s.last.LastAppliedRevision
 	}
@@ -347,6 +417,8 @@ func (s *Syncer) resyncLoop(ctx context.Context) {
 
 // Stop stops what Start started and waits for it.
 func (s *Syncer) Stop() {
+	s.supersede()
+	s.bgWG.Wait()
 	s.runMu.Lock()
 	cancel := s.cancel
 	s.runMu.Unlock()

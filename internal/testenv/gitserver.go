@@ -95,6 +95,10 @@ func StartGitServer(ctx context.Context, dir string) (*GitServer, error) {
 		"AllowUsers " + u.Username,
 		"MaxStartups 100:30:200",
 		"LogLevel VERBOSE",
+		// bash, as a login shell run by sshd, reads ~/.bashrc unless it is nested (SHLVL);
+		// a machine whose .bashrc is slow (pyenv init: ~100 ms) would make every git
+		// session pay for it.
+		"SetEnv SHLVL=1",
 		"",
 	}, "\n")
 	cfgPath := filepath.Join(dir, "sshd_config")

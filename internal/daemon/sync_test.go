@@ -1,0 +1,102 @@
+package daemon_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"imagebot.dev/imagebot/internal/config"
+	"imagebot.dev/imagebot/internal/daemon"
+	"imagebot.dev/imagebot/internal/notify"
+	"imagebot.dev/imagebot/internal/testenv"
+)
+
+// TestClusterSyncerNotifiesFailures: a failing sync is notified once, not again while it
+// fails the same way, and again when it fails after having recovered. The bot's cycle is not
+// held up by a rollout: Sync returns once applied.
+func TestClusterSyncerNotifiesFailures(t *testing.T) {
+	env := testenv.New(t, testenv.Options{Cluster: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	factory, err := daemon.ClusterSyncers(ctx, env.Cluster.Config, "default", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repos, err := config.Parse("repo.yaml", []byte(`apiVersion: imagebot.dev/v1alpha1
+kind: Repository
+metadata: {name: notified}
+spec:
+  git: {url: "ssh://git@127.0.0.1/r.git", auth: {sshKeyFile: /dev/null, knownHostsFile: /dev/null}}
+  sync: {healthTimeout: 1m}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan notify.Event, 10)
+	s, err := factory(repos[0], func(e notify.Event) { events <- e })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.(interface{ Stop() }).Stop()
+	dir := t.TempDir()
+	writeIn := func(t *testing.T, dir, name, body string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(body string) { writeIn(t, dir, "app.yaml", body) }
+	good := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app, namespace: default}\ndata: {a: b}\n"
+	bad := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app, namespace: default}\ndata: {\"bad key\": b}\n"
+	notified := func() []notify.Event {
+		var got []notify.Event
+		for {
+			select {
+			case e := <-events:
+				got = append(got, e)
+			default:
+				return got
+			}
+		}
+	}
+
+	write(bad) // not a valid data key: the API server refuses it
+	for i := range 2 {
+		if err := s.Sync(ctx, dir, "rev-bad"); err == nil || !strings.Contains(err.Error(), "bad key") {
+			t.Fatalf("sync %d of an invalid ConfigMap: %v", i, err)
+		}
+	}
+	got := notified()
+	if len(got) != 1 || got[0].Kind != notify.SyncFailed || got[0].Repository != "notified" ||
+		got[0].Revision != "rev-bad" || !strings.Contains(got[0].Error, "bad key") {
+		t.Fatalf("two syncs failing alike: want one sync-failed notification, got %+v", got)
+	}
+	write(good)
+	if err := s.Sync(ctx, dir, "rev-good"); err != nil {
+		t.Fatal(err)
+	}
+	write(bad)
+	if err := s.Sync(ctx, dir, "rev-bad-again"); err == nil {
+		t.Fatal("the failing sync passed")
+	}
+	if got := notified(); len(got) != 1 || got[0].Revision != "rev-bad-again" {
+		t.Fatalf("failing again after a good sync: want one notification, got %+v", got)
+	}
+
+	// A Deployment's rollout is waited for in the background.
+	write(good)
+	writeIn(t, dir, "web.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: default}\n" +
+		"spec:\n  replicas: 1\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n" +
+		"    spec: {containers: [{name: web, image: nginx:1.16}]}\n")
+	start := time.Now()
+	if err := s.Sync(ctx, dir, "rev-web"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("a sync that starts a rollout returned after %v", time.Since(start))
+	if got := notified(); len(got) != 0 {
+		t.Fatalf("notifications for a good sync: %+v", got)
+	}
+}
