@@ -88,8 +88,8 @@ spec:
 
 	// A Deployment's rollout is waited for in the background.
 	write(good)
-	writeIn(t, dir, "web.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: default}\n" +
-		"spec:\n  replicas: 1\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n" +
+	writeIn(t, dir, "web.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: default}\n"+
+		"spec:\n  replicas: 1\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n"+
 		"    spec: {containers: [{name: web, image: nginx:1.16}]}\n")
 	start := time.Now()
 	if err := s.Sync(ctx, dir, "rev-web"); err != nil {
