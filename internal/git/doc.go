@@ -28,6 +28,10 @@
 // No empty commits: if the edited files hash to the tree the head already has, nothing is
 // committed.
 //
+// The commit message is the repository's template over the changes (MessageTemplate), or
+// what WithMessage writes from them for one Update (a release or a lock asked for by a
+// person); CISkip and SignOff apply to both.
+//
 // Defaults: Branch "main", MaxAttempts 5, network timeout 60s per fetch or push, backoff
 // 200ms doubling to 5s with ±50% jitter, author and committer "imagebot
 // <imagebot@users.noreply.imagebot.dev>".

@@ -87,9 +87,14 @@ func (m *messageTemplate) render(cs *update.ChangeSet, opts Options) (string, er
 	if err := m.t.Execute(&b, data); err != nil {
 		return "", fmt.Errorf("render commit message: %w", err)
 	}
-	msg := strings.TrimSpace(b.String())
+	return finishMessage(b.String(), opts)
+}
+
+// finishMessage trims msg and applies the [ci skip] and sign-off options.
+func finishMessage(msg string, opts Options) (string, error) {
+	msg = strings.TrimSpace(msg)
 	if msg == "" {
-		return "", fmt.Errorf("render commit message: the template produced an empty message")
+		return "", fmt.Errorf("render commit message: the message is empty")
 	}
 	if opts.CISkip {
 		subject, rest, _ := strings.Cut(msg, "\n")

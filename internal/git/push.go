@@ -36,7 +36,11 @@ type Result struct {
 
 // Update fetches, brings the working tree to the remote head, runs edit, commits what it
 // changed and pushes. See the package documentation for races and retries.
-func (r *Repo) Update(ctx context.Context, edit EditFunc) (*Result, error) {
+func (r *Repo) Update(ctx context.Context, edit EditFunc, opts ...UpdateOption) (*Result, error) {
+	var uo updateOptions
+	for _, o := range opts {
+		o(&uo)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	res := &Result{}
@@ -58,7 +62,7 @@ func (r *Repo) Update(ctx context.Context, edit EditFunc) (*Result, error) {
 		if err := r.moveWorkTree(ctx, head); err != nil {
 			return res, err
 		}
-		commit, objects, cs, err := r.editAndCommit(ctx, head, edit)
+		commit, objects, cs, err := r.editAndCommit(ctx, head, edit, uo)
 		res.Changes = cs
 		if err != nil || commit.IsZero() {
 			return res, err
@@ -102,7 +106,7 @@ func (r *Repo) Update(ctx context.Context, edit EditFunc) (*Result, error) {
 }
 
 // editAndCommit runs edit on the working tree (at head) and commits its changes.
-func (r *Repo) editAndCommit(ctx context.Context, head plumbing.Hash, edit EditFunc) (plumbing.Hash, []plumbing.Hash, *update.ChangeSet, error) {
+func (r *Repo) editAndCommit(ctx context.Context, head plumbing.Hash, edit EditFunc, uo updateOptions) (plumbing.Hash, []plumbing.Hash, *update.ChangeSet, error) {
 	if err := r.writeState(workState{Commit: head.String(), Editing: true}); err != nil {
 		return plumbing.ZeroHash, nil, nil, err
 	}
@@ -118,7 +122,7 @@ func (r *Repo) editAndCommit(ctx context.Context, head plumbing.Hash, edit EditF
 	if cs.Empty() {
 		return plumbing.ZeroHash, nil, cs, r.writeState(workState{Commit: head.String()})
 	}
-	msg, err := r.tmpl.render(cs, r.opts)
+	msg, err := r.message(cs, uo)
 	if err != nil {
 		return plumbing.ZeroHash, nil, cs, err
 	}
