@@ -25,12 +25,12 @@ import (
 	"imagebot.dev/imagebot/internal/git"
 	"imagebot.dev/imagebot/internal/notify"
 	"imagebot.dev/imagebot/internal/scan"
+	ksync "imagebot.dev/imagebot/internal/sync"
 )
 
-// SyncerFactory makes the reconciler of a repository (nil: no sync). It reports sync
-// failures (the bot's syncs, resyncs, drift corrections, rollouts that never became healthy)
-// through notify.
-type SyncerFactory func(r *config.Repository, notify func(notify.Event)) (bot.Syncer, error)
+// SyncerFactory makes the reconciler of a repository (nil: no sync). It gives every result
+// (the bot's syncs, resyncs, drift corrections, the outcome of rollouts) to onResult.
+type SyncerFactory func(r *config.Repository, onResult func(*ksync.Result)) (bot.Syncer, error)
 
 // Options configures a Daemon.
 type Options struct {
@@ -71,6 +71,7 @@ type running struct {
 	cfg    *config.Repository
 	sum    string // of the config, to see changes
 	bot    *bot.Bot
+	sync   *syncReport        // nil without sync
 	cancel context.CancelFunc // ends what the bot's helpers run (notification senders)
 }
 
@@ -251,14 +252,14 @@ func (d *Daemon) apply(ctx context.Context, repos []*config.Repository) {
 			continue
 		}
 		botCtx, cancel := context.WithCancel(ctx)
-		b, err := d.newBot(botCtx, cfg)
+		b, rep, err := d.newBot(botCtx, cfg)
 		if err != nil {
 			cancel()
 			d.log.Error("cannot start repository", "repository", name, "err", err)
 			continue
 		}
 		d.mu.Lock()
-		d.bots[name] = &running{cfg: cfg, sum: configSum(cfg), bot: b, cancel: cancel}
+		d.bots[name] = &running{cfg: cfg, sum: configSum(cfg), bot: b, sync: rep, cancel: cancel}
 		d.mu.Unlock()
 		b.Start(botCtx)
 		d.log.Info("started repository", "repository", name, "url", cfg.Spec.Git.URL, "branch", cfg.Spec.Git.Branch)
@@ -275,7 +276,7 @@ func (d *Daemon) stopAll() {
 	}
 }
 
-func (d *Daemon) newBot(ctx context.Context, cfg *config.Repository) (*bot.Bot, error) {
+func (d *Daemon) newBot(ctx context.Context, cfg *config.Repository) (*bot.Bot, *syncReport, error) {
 	g := cfg.Spec.Git
 	gopts := git.Options{URL: g.URL, Branch: g.Branch, PushBranch: g.PushBranch, Depth: g.Depth,
 		Dir: filepath.Join(d.opts.DataDir, "repos", cfg.Metadata.Name), Timeout: g.Timeout.Duration,
@@ -291,46 +292,48 @@ func (d *Daemon) newBot(ctx context.Context, cfg *config.Repository) (*bot.Bot, 
 		m, err := git.SSHAuth{User: sshUser(g), KeyFile: g.Auth.SSHKeyFile, PassphraseFile: g.Auth.SSHKeyPassphraseFile,
 			KnownHosts: g.Auth.KnownHostsFile, InsecureIgnoreHostKey: g.Auth.InsecureIgnoreHostKey}.Method()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		gopts.Auth = m
 	case g.Auth.PasswordFile != "":
 		m, err := git.HTTPSAuth{Username: g.Auth.Username, PasswordFile: g.Auth.PasswordFile}.Method()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		gopts.Auth = m
 	}
 	if g.Commit.SigningKeyFile != "" {
 		key, err := git.ReadSigningKey(g.Commit.SigningKeyFile, g.Commit.SigningKeyPassphraseFile)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		gopts.SigningKey = key
 	}
 	repo, err := git.Open(ctx, gopts)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	creds := map[string]scan.Credentials{}
 	for _, reg := range cfg.Spec.Registries {
 		if reg.DockerConfigFile != "" {
 			c, err := scan.DockerConfigFile(reg.DockerConfigFile)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			creds[reg.Host] = c
 		}
 	}
 	notifier, err := notifierFor(ctx, cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var syncer bot.Syncer
+	var rep *syncReport
 	if d.opts.Syncers != nil && *cfg.Spec.Sync.Enabled {
-		s, err := d.opts.Syncers(cfg, notifier.Notify)
+		rep = &syncReport{repo: cfg.Metadata.Name, notify: notifier.Notify, metrics: d.loops}
+		s, err := d.opts.Syncers(cfg, rep.observe)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		syncer = s
 	}
@@ -354,7 +357,7 @@ func (d *Daemon) newBot(ctx context.Context, cfg *config.Repository) (*bot.Bot, 
 			return 0
 		},
 		Logger: d.log,
-	}), nil
+	}), rep, nil
 }
 
 // sshUser is the configured user, else the URL's, else "git".

@@ -89,6 +89,7 @@ func (d *Daemon) readyz(w http.ResponseWriter, _ *http.Request) {
 type Status struct {
 	Repositories []bot.Status  `json:"repositories"`
 	Images       []ImageStatus `json:"images"`
+	Syncs        []SyncStatus  `json:"syncs,omitempty"` // by repository, for those that sync
 	ConfigError  string        `json:"configError,omitempty"`
 	Standby      bool          `json:"standby,omitempty"` // another replica leads
 }
@@ -130,7 +131,13 @@ func (d *Daemon) status(w http.ResponseWriter, _ *http.Request) {
 	sort.Slice(st.Images, func(i, j int) bool { return st.Images[i].Repository < st.Images[j].Repository })
 	d.mu.Lock()
 	st.ConfigError, st.Standby = d.configErr, d.standby
+	for _, r := range d.bots {
+		if ss := r.sync.status(); ss != nil {
+			st.Syncs = append(st.Syncs, *ss)
+		}
+	}
 	d.mu.Unlock()
+	sort.Slice(st.Syncs, func(i, j int) bool { return st.Syncs[i].Repository < st.Syncs[j].Repository })
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	gosync "sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
@@ -12,6 +13,7 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 
 	"imagebot.dev/imagebot/internal/bot"
 	"imagebot.dev/imagebot/internal/config"
@@ -40,10 +42,8 @@ func ClusterSyncers(ctx context.Context, cfg *rest.Config, namespace string, log
 	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
 	go func() { <-ctx.Done(); bc.Shutdown() }()
 	recorder := bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "imagebot"})
-	return func(r *config.Repository, notifyFn func(notify.Event)) (bot.Syncer, error) {
+	return func(r *config.Repository, onResult func(*ksync.Result)) (bot.Syncer, error) {
 		s := r.Spec.Sync
-		var failing gosync.Mutex
-		lastErr := "" // the failure last notified: a failure is notified when it starts or changes
 		syncer, err := ksync.NewSyncer(m, ksync.SyncerOptions{
 			Name: r.Metadata.Name, InventoryNamespace: namespace, DefaultNamespace: s.DefaultNamespace,
 			Paths: r.Spec.Git.Paths, Prune: *s.Prune, MaxPruneFraction: s.MaxPruneFraction,
@@ -51,25 +51,15 @@ func ClusterSyncers(ctx context.Context, cfg *rest.Config, namespace string, log
 			// The bot goes on (the next tag, the next commit) while a rollout proceeds.
 			WaitInBackground: true,
 			OnResult: func(res *ksync.Result) {
-				failing.Lock()
-				notifyNow := res.Err != nil && res.Err.Error() != lastErr
-				if res.Err != nil {
-					lastErr = res.Err.Error()
-				} else {
-					lastErr = ""
-				}
-				failing.Unlock()
-				if res.Err != nil {
+				switch {
+				case res.Err != nil:
 					log.Error("sync failed", "repository", r.Metadata.Name, "revision", res.Revision, "err", res.Err)
-					if notifyNow && notifyFn != nil {
-						notifyFn(notify.Event{Kind: notify.SyncFailed, Repository: r.Metadata.Name, Revision: res.Revision,
-							Summary: "could not apply the commit to the cluster", Error: res.Err.Error()})
-					}
-					return
-				}
-				if res.Changes != nil && len(res.Changes.Changed()) > 0 {
+				case res.Changes != nil && len(res.Changes.Changed()) > 0:
 					log.Info("synced", "repository", r.Metadata.Name, "revision", res.Revision, "status", string(res.Status),
 						"changes", res.Changes.Summary())
+				}
+				if onResult != nil {
+					onResult(res)
 				}
 			},
 		})
@@ -103,3 +93,68 @@ func (c *clusterSyncer) Sync(ctx context.Context, dir, revision string) error {
 
 // Stop ends the drift watcher.
 func (c *clusterSyncer) Stop() { c.s.Stop() }
+
+// SyncStatus is a repository's last sync result, in /api/v1/status.
+type SyncStatus struct {
+	Repository          string    `json:"repository"`
+	Revision            string    `json:"revision"`                      // the commit last attempted
+	LastAppliedRevision string    `json:"lastAppliedRevision,omitempty"` // the last commit applied whole
+	Status              string    `json:"status"`                        // Ready, Reconciling or Stalled
+	Message             string    `json:"message,omitempty"`
+	Time                time.Time `json:"time"` // when the result was made
+	Changes             string    `json:"changes,omitempty"`
+	NotCurrent          []string  `json:"notCurrent,omitempty"` // objects not (yet) Current: kind/namespace/name: status
+}
+
+// syncReport takes a repository's sync results (the bot's syncs, resyncs, drift corrections
+// and rollout outcomes): metrics, the status, and a sync-failed notification when a failure
+// starts or changes (not again while a sync keeps failing the same way).
+type syncReport struct {
+	repo    string
+	notify  func(notify.Event)
+	metrics *loopMetrics
+
+	mu      gosync.Mutex
+	last    *ksync.Result
+	lastErr string // the failure last notified
+}
+
+func (s *syncReport) observe(res *ksync.Result) {
+	s.metrics.observeSync(s.repo, res)
+	s.mu.Lock()
+	s.last = res
+	notifyNow := res.Err != nil && res.Err.Error() != s.lastErr
+	s.lastErr = ""
+	if res.Err != nil {
+		s.lastErr = res.Err.Error()
+	}
+	s.mu.Unlock()
+	if notifyNow && s.notify != nil {
+		s.notify(notify.Event{Kind: notify.SyncFailed, Repository: s.repo, Revision: res.Revision,
+			Summary: "could not apply the commit to the cluster", Error: res.Err.Error()})
+	}
+}
+
+// status is the last result's summary (nil before the first, or without sync).
+func (s *syncReport) status() *SyncStatus {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	res := s.last
+	s.mu.Unlock()
+	if res == nil {
+		return nil
+	}
+	st := &SyncStatus{Repository: s.repo, Revision: res.Revision, LastAppliedRevision: res.LastAppliedRevision,
+		Status: string(res.Status), Message: res.Message, Time: res.Started.Add(res.Duration)}
+	if res.Changes != nil && len(res.Changes.Entries) > 0 {
+		st.Changes = res.Changes.Summary()
+	}
+	for _, h := range res.Health {
+		if h.Status != status.CurrentStatus {
+			st.NotCurrent = append(st.NotCurrent, fmt.Sprintf("%s: %s", h.Ref, h.Status))
+		}
+	}
+	return st
+}

@@ -1,4 +1,4 @@
-package daemon_test
+package daemon
 
 import (
 	"context"
@@ -8,20 +8,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"imagebot.dev/imagebot/internal/config"
-	"imagebot.dev/imagebot/internal/daemon"
 	"imagebot.dev/imagebot/internal/notify"
 	"imagebot.dev/imagebot/internal/testenv"
 )
 
-// TestClusterSyncerNotifiesFailures: a failing sync is notified once, not again while it
-// fails the same way, and again when it fails after having recovered. The bot's cycle is not
-// held up by a rollout: Sync returns once applied.
-func TestClusterSyncerNotifiesFailures(t *testing.T) {
+// TestClusterSyncerReports: the cluster syncer's results reach the repository's report: a
+// failing sync is notified once, not again while it fails the same way, and again when it
+// fails after having recovered; metrics count results and objects; the status tells the last
+// result.
+func TestClusterSyncerReports(t *testing.T) {
 	env := testenv.New(t, testenv.Options{Cluster: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	factory, err := daemon.ClusterSyncers(ctx, env.Cluster.Config, "default", nil)
+	factory, err := ClusterSyncers(ctx, env.Cluster.Config, "default", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +39,12 @@ spec:
 		t.Fatal(err)
 	}
 	events := make(chan notify.Event, 10)
-	s, err := factory(repos[0], func(e notify.Event) { events <- e })
+	metrics, err := newLoopMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := &syncReport{repo: "notified", notify: func(e notify.Event) { events <- e }, metrics: metrics}
+	s, err := factory(repos[0], rep.observe)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +93,25 @@ spec:
 	if got := notified(); len(got) != 1 || got[0].Revision != "rev-bad-again" {
 		t.Fatalf("failing again after a good sync: want one notification, got %+v", got)
 	}
+	if st := rep.status(); st == nil || st.Revision != "rev-bad-again" || st.Status != "Stalled" || st.LastAppliedRevision != "rev-good" ||
+		!strings.Contains(st.Message, "bad key") {
+		t.Fatalf("status after a failed sync: %+v", st)
+	}
+	for _, c := range []struct {
+		what string
+		got  float64
+		want float64
+	}{
+		{"failed syncs", value(t, metrics.syncs.WithLabelValues("notified", "error")), 3},
+		{"good syncs", value(t, metrics.syncs.WithLabelValues("notified", "ok")), 1},
+		{"objects created", value(t, metrics.syncObjects.WithLabelValues("notified", "created")), 1},
+		{"Stalled", value(t, metrics.syncStatus.WithLabelValues("notified", "Stalled")), 1},
+		{"Ready", value(t, metrics.syncStatus.WithLabelValues("notified", "Ready")), 0},
+	} {
+		if c.got != c.want {
+			t.Errorf("metrics: %s = %v, want %v", c.what, c.got, c.want)
+		}
+	}
 
 	// A Deployment's rollout is waited for in the background.
 	write(good)
@@ -99,4 +126,17 @@ spec:
 	if got := notified(); len(got) != 0 {
 		t.Fatalf("notifications for a good sync: %+v", got)
 	}
+}
+
+// value reads a counter's or a gauge's value.
+func value(t *testing.T, m prometheus.Metric) float64 {
+	t.Helper()
+	var d dto.Metric
+	if err := m.Write(&d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Counter != nil {
+		return d.Counter.GetValue()
+	}
+	return d.Gauge.GetValue()
 }

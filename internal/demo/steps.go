@@ -2,7 +2,10 @@ package demo
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"strings"
 	"time"
@@ -11,9 +14,36 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"imagebot.dev/imagebot/internal/daemon"
 	"imagebot.dev/imagebot/internal/testenv"
 	"imagebot.dev/imagebot/internal/update"
 )
+
+// get returns the body of a GET of url.
+func get(ctx context.Context, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(body), err
+}
+
+func getJSON(ctx context.Context, url string, v any) error {
+	body, err := get(ctx, url)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal([]byte(body), v)
+}
 
 const (
 	ns         = "my-demo"
@@ -177,6 +207,51 @@ func (w *World) Walkthrough(ctx context.Context) error {
 			head, _ := testenv.Head(w.RepoPath, "main")
 			if head.Hash != h {
 				return fmt.Errorf("imagebot committed %s after the revert: %s", head.Hash, head.Message)
+			}
+			return nil
+		}},
+		{"what imagebot reports: " + w.Daemon + "/api/v1/status and /metrics", func() error {
+			head, err := testenv.Head(w.RepoPath, "main")
+			if err != nil {
+				return err
+			}
+			var st daemon.Status
+			if err := waitFor(ctx, 30*time.Second, "the sync of the revert reported Ready", func() (bool, string) {
+				if err := getJSON(ctx, w.Daemon+"/api/v1/status", &st); err != nil {
+					return false, err.Error()
+				}
+				if len(st.Syncs) != 1 {
+					return false, fmt.Sprintf("%d sync statuses", len(st.Syncs))
+				}
+				s := st.Syncs[0]
+				return s.Revision == head.Hash.String() && s.Status == "Ready", s.Status + " at " + s.Revision
+			}); err != nil {
+				return err
+			}
+			r := st.Repositories[0]
+			w.say("    repository %s at %.12s; sync %s: %s", r.Repository, r.Revision, st.Syncs[0].Status, st.Syncs[0].Message)
+			for _, t := range r.Targets {
+				w.say("    %s %s runs %s (policy %s; best %s)", t.Workload, t.Container, t.Image, t.Policy, t.Best)
+				if t.Reason != "" {
+					w.say("      why not the best: %s", t.Reason)
+				}
+			}
+			metrics, err := get(ctx, w.Daemon+"/metrics")
+			if err != nil {
+				return err
+			}
+			for _, want := range []string{`imagebot_pushes_total{repository="demo"} 1`, `imagebot_sync_status{repository="demo",status="Ready"} 1`,
+				`imagebot_syncs_total{repository="demo",result="ok"}`, `imagebot_sync_objects_total{action="configured",repository="demo"}`} {
+				line := ""
+				for _, l := range strings.Split(metrics, "\n") {
+					if strings.HasPrefix(l, want) {
+						line = l
+					}
+				}
+				if line == "" {
+					return fmt.Errorf("/metrics has no %s", want)
+				}
+				w.say("    %s", line)
 			}
 			return nil
 		}},
