@@ -29,6 +29,8 @@ func (d *Daemon) serve(m *scan.Metrics) (*http.Server, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /api/v1/status", d.status)
 	mux.HandleFunc("POST /api/v1/sync", d.syncNow)
+	mux.HandleFunc("POST /api/v1/release", d.needToken(d.release))
+	mux.HandleFunc("POST /api/v1/annotate", d.needToken(d.annotate))
 	if d.opts.WebhookToken != "" || len(d.opts.WebhookHMACSecret) > 0 {
 		for _, f := range formats {
 			secret := d.opts.WebhookHMACSecret
