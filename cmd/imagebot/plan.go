@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"sort"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -14,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"imagebot.dev/imagebot/internal/bot"
+	"imagebot.dev/imagebot/internal/daemon"
 	"imagebot.dev/imagebot/internal/scan"
 	"imagebot.dev/imagebot/internal/update"
 )
@@ -88,101 +86,70 @@ func showOrApply(cmd *cobra.Command, f *update.Finder, dir string, ds []update.D
 		}
 		return nil
 	}
-	byFile := map[string][]update.Decision{}
-	for _, d := range ds {
-		byFile[d.Target.File] = append(byFile[d.Target.File], d)
+	diff, _, err := bot.Preview(f, dir, ds)
+	if err != nil {
+		return err
 	}
-	files := make([]string, 0, len(byFile))
-	for file := range byFile {
-		files = append(files, file)
-	}
-	sort.Strings(files)
-	for _, file := range files {
-		before, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(file)))
-		if err != nil {
-			return err
-		}
-		after, _, err := f.EditBytes(file, before, byFile[file])
-		if err != nil {
-			return err
-		}
-		_, _ = io.WriteString(cmd.OutOrStdout(), update.LineDiff(file, before, after))
-	}
-	return nil
+	_, err = io.WriteString(cmd.OutOrStdout(), diff)
+	return err
 }
 
 func newRelease() *cobra.Command {
-	var dir, workload, image, container string
-	var all, dryRun bool
+	var workload, image, container string
+	var all, dryRun, force bool
+	var where editTarget
 	cmd := &cobra.Command{
 		Use:   "release -w WORKLOAD (--update-image IMAGE | --update-all-images) [--dry-run]",
-		Short: "Set a workload's images in a checkout: to a given image, or to what each policy picks",
-		Args:  cobra.NoArgs,
+		Short: "Set a workload's images: to a given image, or to what each policy picks (in a checkout, or through the daemon)",
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if workload == "" {
+				return usagef("give --workload")
+			}
 			w, err := parseWorkload(workload)
 			if err != nil {
 				return err
 			}
 			if (image == "") == !all {
-				return fmt.Errorf("give exactly one of --update-image and --update-all-images")
+				return usagef("give exactly one of --update-image and --update-all-images")
 			}
 			var want name.Reference
 			if image != "" {
 				if want, err = name.ParseReference(image); err != nil {
-					return fmt.Errorf("--update-image %q: %w", image, err)
+					return usagef("--update-image %q: %w", image, err)
 				}
 			}
-			var f update.Finder
-			res, err := f.Find(cmd.Context(), dir)
+			remote, err := where.remote(cmd)
 			if err != nil {
 				return err
 			}
-			var ds []update.Decision
-			matched := false
+			if remote {
+				return where.post(cmd, "/api/v1/release", daemon.ReleaseRequest{Repository: where.repository, Workload: workload,
+					Container: container, Image: image, AllImages: all, DryRun: dryRun, Force: force, User: where.user})
+			}
+			var f update.Finder
+			res, err := f.Find(cmd.Context(), where.dir)
+			if err != nil {
+				return err
+			}
 			sc := scan.New(scan.Options{Keychain: authn.DefaultKeychain})
-			for _, t := range res.Targets {
-				if t.Workload != w || (container != "" && t.Container != container) {
-					continue
-				}
-				cur, err := name.ParseReference(t.Image)
-				if err != nil {
-					continue
-				}
-				if want != nil {
-					if cur.Context().Name() != want.Context().Name() {
-						continue
-					}
-					matched = true
-					if cur.Name() != want.Name() {
-						ds = append(ds, update.Decision{Target: t, Image: want})
-					}
-					continue
-				}
-				matched = true
-				if t.Policy == "" || t.PolicyErr != nil {
-					continue
-				}
-				c, err := choose(cmd.Context(), sc, t)
-				if err != nil {
-					return fmt.Errorf("%s %s: %w", t.Workload, t.Container, err)
-				}
-				if c.Result.Changed {
-					ds = append(ds, update.Decision{Target: t, Image: c.Next})
-				}
+			rel := bot.Release{Workload: w, Container: container, Image: want, Force: force}
+			ds, err := rel.Decide(cmd.Context(), res.Targets, func(ctx context.Context, t update.Target) (*bot.Choice, error) {
+				return choose(ctx, sc, t)
+			})
+			if err != nil {
+				return err
 			}
-			if !matched {
-				return fmt.Errorf("no container of %s runs %s", w, map[bool]string{true: image, false: "an image"}[image != ""])
-			}
-			return showOrApply(cmd, &f, dir, ds, dryRun)
+			return showOrApply(cmd, &f, where.dir, ds, dryRun)
 		},
 	}
+	where.flags(cmd)
 	f := cmd.Flags()
-	f.StringVar(&dir, "path", ".", "the checkout to edit")
 	f.StringVarP(&workload, "workload", "w", "", "the workload: Kind/namespace/name, namespace/name or name")
 	f.StringVarP(&image, "update-image", "i", "", "the image to run, e.g. registry.example.com/team/app:v1.2.3")
 	f.StringVar(&container, "container", "", "only this container")
-	f.BoolVar(&all, "update-all-images", false, "set every container to what its policy picks now (scans)")
+	f.BoolVar(&all, "update-all-images", false, "set every container to what its policy picks now (a scan; the daemon's latest scan through the daemon)")
 	f.BoolVar(&dryRun, "dry-run", false, "show the diff, change nothing")
-	_ = cmd.MarkFlagRequired("workload")
+	f.BoolVar(&force, "force", false, "release onto a locked workload")
 	return cmd
 }

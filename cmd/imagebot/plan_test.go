@@ -51,7 +51,7 @@ func TestPlanAndRelease(t *testing.T) {
 	root := newRoot()
 	root.SetOut(&strings.Builder{})
 	root.SetArgs([]string{"release", "--path", dir, "-w", "my-demo/fluxdemo", "--update-image", host + "/team/other:v1"})
-	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "no container of Deployment/my-demo/fluxdemo runs") {
+	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "release Deployment/my-demo/fluxdemo: no matching container: no container runs "+host+"/team/other") {
 		t.Errorf("release of an image no container runs: %v", err)
 	}
 }

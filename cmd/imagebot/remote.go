@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -31,7 +32,7 @@ func newListImages() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var st daemon.Status
-			if err := call(cmd.Context(), http.MethodGet, url+"/api/v1/status", "", &st); err != nil {
+			if err := call(cmd.Context(), http.MethodGet, url+"/api/v1/status", "", nil, &st); err != nil {
 				return err
 			}
 			if output != "table" {
@@ -91,7 +92,7 @@ func newSync() *cobra.Command {
 			}
 			fmt.Fprintln(cmd.ErrOrStderr(), "reconciling…")
 			var sts []bot.Status
-			if err := call(cmd.Context(), http.MethodPost, target, token, &sts); err != nil {
+			if err := call(cmd.Context(), http.MethodPost, target, token, nil, &sts); err != nil {
 				return err
 			}
 			failed := false
@@ -122,13 +123,25 @@ func newSync() *cobra.Command {
 	return cmd
 }
 
-// call sends a request to the daemon and decodes its JSON answer into out.
-func call(ctx context.Context, method, url, token string, out any) error {
+// call sends a request to the daemon, with body as JSON when it is not nil, and decodes its
+// JSON answer into out. A status other than 2xx is an *httpError.
+func call(ctx context.Context, method, url, token string, body, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
 		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -138,15 +151,28 @@ func call(ctx context.Context, method, url, token string, out any) error {
 		return fmt.Errorf("reach the daemon: %w", err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return err
 	}
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, strings.TrimSpace(string(body)))
+		msg := strings.TrimSpace(string(b))
+		var e daemon.ErrorResponse
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			msg = e.Error
+		}
+		return &httpError{Code: resp.StatusCode, Msg: fmt.Sprintf("%s %s: %s: %s", method, url, resp.Status, msg)}
 	}
-	return json.Unmarshal(body, out)
+	return json.Unmarshal(b, out)
 }
+
+// httpError is a daemon's answer other than 2xx; its code decides the exit code.
+type httpError struct {
+	Code int
+	Msg  string
+}
+
+func (e *httpError) Error() string { return e.Msg }
 
 func ago(t time.Time) string {
 	if t.IsZero() {

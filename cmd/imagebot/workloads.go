@@ -3,20 +3,19 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
+	"imagebot.dev/imagebot/internal/daemon"
 	"imagebot.dev/imagebot/internal/git"
 	"imagebot.dev/imagebot/internal/update"
 )
 
-// The fluxctl-like commands work on a local checkout of the repository (--path, default the
-// current directory): they read or edit the manifests; committing is left to the user (or
-// to the daemon's next cycle for a release).
+// list-workloads reads a local checkout of the repository (--path, default the current
+// directory). The editing commands are in edit.go.
 
 func newListWorkloads() *cobra.Command {
 	var dir, output string
@@ -94,28 +93,18 @@ func printStructured(cmd *cobra.Command, output string, v any) error {
 	return fmt.Errorf("-o %q: want table, json or yaml", output)
 }
 
-// parseWorkload reads "Kind/namespace/name", "namespace/name" (a Deployment) or "name".
-func parseWorkload(s string) (update.Workload, error) {
-	parts := strings.Split(s, "/")
-	switch len(parts) {
-	case 1:
-		return update.Workload{Kind: "Deployment", Name: parts[0]}, nil
-	case 2:
-		return update.Workload{Kind: "Deployment", Namespace: parts[0], Name: parts[1]}, nil
-	case 3:
-		return update.Workload{Kind: parts[0], Namespace: parts[1], Name: parts[2]}, nil
-	}
-	return update.Workload{}, fmt.Errorf("--workload %q: want Kind/namespace/name, namespace/name or name", s)
-}
-
 // newAnnotate makes automate, deautomate, lock, unlock and policy.
 func newAnnotate(use, short string, set func(e *update.AnnotationEdit, cmd *cobra.Command) error) *cobra.Command {
-	var dir, workload string
+	var workload string
+	var where editTarget
 	cmd := &cobra.Command{
 		Use:   use + " --workload KIND/NAMESPACE/NAME",
 		Short: short,
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if workload == "" {
+				return usagef("give --workload")
+			}
 			w, err := parseWorkload(workload)
 			if err != nil {
 				return err
@@ -124,8 +113,16 @@ func newAnnotate(use, short string, set func(e *update.AnnotationEdit, cmd *cobr
 			if err := set(&edit, cmd); err != nil {
 				return err
 			}
+			remote, err := where.remote(cmd)
+			if err != nil {
+				return err
+			}
+			if remote {
+				return where.post(cmd, "/api/v1/annotate", daemon.AnnotateRequest{Repository: where.repository, Workload: workload,
+					Automated: edit.Automated, Locked: edit.Locked, Message: edit.LockedMsg, User: where.user, Tags: edit.Tags})
+			}
 			var f update.Finder
-			cs, err := f.Annotate(cmd.Context(), dir, edit)
+			cs, err := f.Annotate(cmd.Context(), where.dir, edit)
 			if err != nil {
 				return err
 			}
@@ -139,9 +136,8 @@ func newAnnotate(use, short string, set func(e *update.AnnotationEdit, cmd *cobr
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&dir, "path", ".", "the checkout to edit")
+	where.flags(cmd)
 	cmd.Flags().StringVarP(&workload, "workload", "w", "", "the workload: Kind/namespace/name, namespace/name or name")
-	_ = cmd.MarkFlagRequired("workload")
 	return cmd
 }
 
@@ -154,17 +150,16 @@ func annotationCommands() []*cobra.Command {
 		return nil
 	})
 	lock.Flags().StringP("message", "m", "", "why (locked_msg)")
-	lock.Flags().String("user", os.Getenv("USER"), "who (locked_user)")
 	policy := newAnnotate("policy", "Set or remove container tag policies", func(e *update.AnnotationEdit, cmd *cobra.Command) error {
 		tags, _ := cmd.Flags().GetStringArray("tag")
 		if len(tags) == 0 {
-			return fmt.Errorf("give --tag container=policy (empty policy removes it)")
+			return usagef("give --tag container=policy (empty policy removes it)")
 		}
 		e.Tags = map[string]string{}
 		for _, t := range tags {
 			c, p, ok := strings.Cut(t, "=")
 			if !ok || c == "" {
-				return fmt.Errorf("--tag %q: want container=policy", t)
+				return usagef("--tag %q: want container=policy", t)
 			}
 			e.Tags[c] = p
 		}

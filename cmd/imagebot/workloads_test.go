@@ -61,6 +61,11 @@ func TestWorkloadCommands(t *testing.T) {
 	if out := run(t, "list-workloads", "--path", dir); !strings.Contains(out, "locked (incident 42)") {
 		t.Errorf("list-workloads after lock:\n%s", out)
 	}
+	// A release onto the locked workload is refused (exit 4) unless forced.
+	locked := read()
+	if out, code := runCode("release", "--path", dir, "-w", "my-demo/fluxdemo", "-i", "registry.example.com/team/flaskapp:develop-v1.9.0"); code != exitRefused || read() != locked {
+		t.Errorf("release onto a locked workload: exit %d\n%s", code, out)
+	}
 	run(t, "unlock", "--path", dir, "-w", "my-demo/fluxdemo")
 	run(t, "policy", "--path", dir, "-w", "Deployment/my-demo/fluxdemo", "--tag", "flask=semver:~1.8")
 	run(t, "deautomate", "--path", dir, "-w", "my-demo/fluxdemo")
