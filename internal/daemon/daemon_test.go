@@ -98,8 +98,13 @@ func startWorldWith(t testing.TB, mod func(*daemon.Options), spec string) *world
 	go func() { done <- d.Run(runCtx) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("daemon: %v", err)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("daemon: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("the daemon did not stop within 30s of its context's end")
 		}
 	})
 	// Ready once the repository reconciled and the first scan is in.

@@ -563,3 +563,42 @@ func TestSignedCommits(t *testing.T) {
 		t.Errorf("signature does not verify: %v\n%s", err, head.PGPSignature)
 	}
 }
+
+// TestHangingServer: a server that accepts the connection and then never answers ends a
+// fetch at the operation's Timeout, or when the caller's context ends, not never.
+func TestHangingServer(t *testing.T) {
+	hole := testenv.BlackHole(t)
+	key := filepath.Join(t.TempDir(), "key")
+	if _, err := git.GenerateKey(key, git.KeyEd25519, "test"); err != nil {
+		t.Fatal(err)
+	}
+	auth, err := git.SSHAuth{User: "git", KeyFile: key, InsecureIgnoreHostKey: true}.Method()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name    string
+		timeout time.Duration
+		cancel  time.Duration // the caller gives up after this
+		want    error
+	}{
+		{"timeout", 300 * time.Millisecond, time.Minute, context.DeadlineExceeded},
+		{"caller gives up", time.Minute, 300 * time.Millisecond, context.Canceled},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			time.AfterFunc(c.cancel, cancel)
+			start := time.Now()
+			r, err := git.Open(ctx, git.Options{URL: "ssh://git@" + hole + "/r.git", Dir: t.TempDir(), Auth: auth, Timeout: c.timeout})
+			if err == nil {
+				_, err = r.Fetch(ctx)
+			}
+			took := time.Since(start)
+			if !errors.Is(err, c.want) || took > 20*time.Second {
+				t.Fatalf("after %v: %v; want %v", took, err, c.want)
+			}
+			t.Logf("ended after %v: %v", took, err)
+		})
+	}
+}

@@ -182,10 +182,14 @@ var errRaced = errors.New("the remote branch moved (another writer pushed first)
 func (r *Repo) push(ctx context.Context, base, commit plumbing.Hash, objects []plumbing.Hash) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
+	defer func() { err = ctxErr(ctx, err) }()
 	ep, err := transport.NewEndpoint(r.opts.URL)
 	if err != nil {
 		return err
 	}
+	var release func()
+	ep.Proxy, release = bindConnections(ctx, r.opts.URL)
+	defer release()
 	cl, err := client.NewClient(ep)
 	if err != nil {
 		return err

@@ -189,12 +189,14 @@ const fetchAttempts = 3
 func (r *Repo) fetch(ctx context.Context) (plumbing.Hash, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
+	proxy, release := bindConnections(ctx, r.opts.URL)
+	defer release()
 	var err error
 	for attempt := 1; attempt <= fetchAttempts; attempt++ {
-		err = r.repo.FetchContext(ctx, &gogit.FetchOptions{
+		err = ctxErr(ctx, r.repo.FetchContext(ctx, &gogit.FetchOptions{
 			RemoteName: remoteName, RefSpecs: []config.RefSpec{r.fetchSpec()},
-			Auth: r.opts.Auth, Depth: r.opts.Depth, Force: true, Tags: gogit.NoTags,
-		})
+			Auth: r.opts.Auth, Depth: r.opts.Depth, Force: true, Tags: gogit.NoTags, ProxyOptions: proxy,
+		}))
 		if err == nil || errors.Is(err, gogit.NoErrAlreadyUpToDate) || isMissingRef(err) || !transient(err) {
 			break
 		}
