@@ -63,6 +63,7 @@ type Daemon struct {
 	mu        sync.Mutex
 	bots      map[string]*running // by repository name
 	configErr string
+	scanSum   string // of the registry settings the scanner started with
 	addr      net.Addr
 	standby   bool // leader election is on and another replica leads
 }
@@ -120,7 +121,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	defer d.cache.Close()
-	scanner := scan.New(scanOptions(repos, d.cache, scanMetrics))
+	sopts, err := scanOptions(repos, d.cache, scanMetrics)
+	if err != nil {
+		return err
+	}
+	d.scanSum = scanSettings(repos)
+	scanner := scan.New(sopts)
 	d.sched = scan.NewScheduler(scanner, scan.SchedulerOptions{Metrics: scanMetrics, OnUpdate: d.onScan})
 	d.sched.Start(ctx)
 	defer d.sched.Stop()
@@ -155,6 +161,7 @@ func (d *Daemon) manage(ctx context.Context, repos []*config.Repository) {
 	defer d.stopAll()
 	tick := time.NewTicker(d.opts.ConfigPoll)
 	defer tick.Stop()
+	warned := "" // the registry settings last warned about
 	for {
 		select {
 		case <-ctx.Done():
@@ -171,6 +178,11 @@ func (d *Daemon) manage(ctx context.Context, repos []*config.Repository) {
 				d.log.Error("config reload failed; keeping the running config", "err", err)
 				continue
 			}
+			// The scanner is shared by every repository and built once.
+			if sum := scanSettings(repos); sum != d.scanSum && sum != warned {
+				warned = sum
+				d.log.Warn("registry settings (spec.scan, spec.registries) changed: they take effect when imagebot restarts")
+			}
 			d.apply(ctx, repos)
 		}
 	}
@@ -183,9 +195,11 @@ func (d *Daemon) Addr() net.Addr {
 	return d.addr
 }
 
-// scanOptions merges the registry settings of every repository (the last one wins).
-func scanOptions(repos []*config.Repository, cache *scan.Cache, m *scan.Metrics) scan.Options {
+// scanOptions merges the registry settings of every repository (the last one wins; the CA
+// files of all are trusted).
+func scanOptions(repos []*config.Repository, cache *scan.Cache, m *scan.Metrics) (scan.Options, error) {
 	opts := scan.Options{Keychain: authn.DefaultKeychain, Cache: cache, Metrics: m, Hosts: map[string]scan.HostOptions{}}
+	var caFiles []string
 	for _, r := range repos {
 		if p := r.Spec.Scan.Platform; p != "" {
 			if pl, err := v1.ParsePlatform(p); err == nil {
@@ -196,10 +210,36 @@ func scanOptions(repos []*config.Repository, cache *scan.Cache, m *scan.Metrics)
 			opts.TagCap = r.Spec.Scan.TagCap
 		}
 		for _, reg := range r.Spec.Registries {
-			opts.Hosts[reg.Host] = scan.HostOptions{Limit: scan.Limit{RPS: reg.RPS, Burst: reg.Burst}, PageSize: reg.PageSize}
+			opts.Hosts[reg.Host] = scan.HostOptions{Limit: scan.Limit{RPS: reg.RPS, Burst: reg.Burst}, PageSize: reg.PageSize,
+				Insecure: reg.Insecure}
+			if reg.CAFile != "" {
+				caFiles = append(caFiles, reg.CAFile)
+			}
 		}
 	}
-	return opts
+	if len(caFiles) > 0 {
+		pool, err := scan.CertPool(caFiles...)
+		if err != nil {
+			return opts, fmt.Errorf("registries: %w", err)
+		}
+		opts.RootCAs = pool
+	}
+	return opts, nil
+}
+
+// scanSettings sums what scanOptions reads, to tell a reload that changes it.
+func scanSettings(repos []*config.Repository) string {
+	type settings struct {
+		Scan       config.Scan
+		Registries []config.Registry
+	}
+	all := make([]settings, len(repos))
+	for i, r := range repos {
+		all[i] = settings{r.Spec.Scan, r.Spec.Registries}
+	}
+	b, _ := json.Marshal(all)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // onScan wakes the bots that watch a repository whose scan succeeded.

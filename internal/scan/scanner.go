@@ -2,9 +2,12 @@ package scan
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -34,6 +37,9 @@ type HostOptions struct {
 	// PageSize is the n= of tag listings (0: the registry's default page). Quay rejects
 	// n=1000; 100 suits it.
 	PageSize int
+	// Insecure speaks plain HTTP to the host. (Loopback and RFC 1918 addresses, and
+	// "localhost", get plain HTTP without it, as go-containerregistry decides.)
+	Insecure bool
 }
 
 // Options configures a Scanner. The zero value works: anonymous, in-memory cache, defaults.
@@ -44,6 +50,9 @@ type Options struct {
 	// Transport is the HTTP transport under the scanner's retries and auth (nil: a clone of
 	// http.DefaultTransport).
 	Transport http.RoundTripper
+	// RootCAs are the certificate authorities trusted (nil: the system's, or Transport's own
+	// when it is not an *http.Transport). See CertPool.
+	RootCAs *x509.CertPool
 	// Cache persists tags and metadata across restarts (nil: memory only).
 	Cache   *Cache
 	Metrics *Metrics
@@ -176,6 +185,11 @@ func New(opts Options) *Scanner {
 	if inner == nil {
 		inner = http.DefaultTransport.(*http.Transport).Clone()
 	}
+	if t, ok := inner.(*http.Transport); ok && opts.RootCAs != nil {
+		t = t.Clone()
+		t.TLSClientConfig = &tls.Config{RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12}
+		inner = t
+	}
 	hostLimits := map[string]Limit{}
 	for h, o := range opts.Hosts {
 		hostLimits[h] = o.Limit
@@ -200,6 +214,11 @@ func New(opts Options) *Scanner {
 // tag fails for a reason that may heal (rate limits, 5xx, timeouts: the caller keeps its
 // last good result). Errors read "scan HOST/REPO: STEP: CAUSE".
 func (s *Scanner) Scan(ctx context.Context, repo name.Repository, need Need) (*Result, error) {
+	if s.opts.Hosts[repo.RegistryStr()].Insecure && repo.Scheme() != "http" {
+		if r, err := name.NewRepository(repo.Name(), name.Insecure); err == nil {
+			repo = r
+		}
+	}
 	start := time.Now()
 	st := &stats{}
 	ctx, cancel := context.WithTimeout(withStats(ctx, st), s.opts.ScanTimeout)
@@ -326,4 +345,24 @@ func (s *Scanner) pageSize(host string) int {
 		return h.PageSize
 	}
 	return s.opts.PageSize
+}
+
+// CertPool returns the system's certificate authorities plus those in the PEM files (a
+// registry's private CA). An unreadable file, or one without a certificate, is an error
+// naming it.
+func CertPool(files ...string) (*x509.CertPool, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	for _, f := range files {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("CA file: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s: no PEM certificate in it", f)
+		}
+	}
+	return pool, nil
 }
