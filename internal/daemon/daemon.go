@@ -26,6 +26,7 @@ import (
 	"imagebot.dev/imagebot/internal/notify"
 	"imagebot.dev/imagebot/internal/scan"
 	ksync "imagebot.dev/imagebot/internal/sync"
+	"imagebot.dev/imagebot/internal/update"
 )
 
 // SyncerFactory makes the reconciler of a repository (nil: no sync). It gives every result
@@ -378,7 +379,12 @@ func (d *Daemon) newBot(ctx context.Context, cfg *config.Repository) (*bot.Bot, 
 		syncer = s
 	}
 	images := cfg.Spec.Images
+	finder := &update.Finder{Paths: g.Paths, Markers: map[string]update.MarkerPolicy{}}
+	for name, m := range cfg.Spec.Markers {
+		finder.Markers[name] = update.MarkerPolicy{Image: m.Image, Policy: m.Policy}
+	}
 	return bot.New(bot.Options{
+		Finder: finder,
 		Notify: notifier.Notify, OnStatus: d.loops.observe,
 		Name: cfg.Metadata.Name, Repo: repo, Scheduler: d.sched, Syncer: syncer, Credentials: creds, PullSecrets: d.opts.PullSecrets,
 		ScanInterval: cfg.Spec.Scan.Interval.Duration, GitInterval: g.Interval.Or(time.Minute),

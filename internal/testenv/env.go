@@ -113,10 +113,33 @@ func New(t testing.TB, opts Options) *Env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	e, err := Start(ctx, t.TempDir(), opts)
+	// Not t.TempDir: what the servers started (sshd's per-connection processes, which outlive
+	// the listener by a moment and log their goodbyes) may still write in it when the test
+	// ends, which makes the testing package's single RemoveAll fail the test.
+	dir, err := os.MkdirTemp("", "imagebot-testenv-")
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	t.Cleanup(e.Stop)
+	e, err := Start(ctx, dir, opts)
+	if err != nil {
+		os.RemoveAll(dir)
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Cleanup(func() {
+		e.Stop()
+		removeAll(t, dir)
+	})
 	return e
+}
+
+// removeAll removes dir, trying again for up to 5s while stray writers finish.
+func removeAll(t testing.TB, dir string) {
+	var err error
+	for range 50 {
+		if err = os.RemoveAll(dir); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("testenv: could not remove %s: %v", dir, err)
 }

@@ -209,6 +209,18 @@ func (g *GitServer) CreateRepo(name, branch string, files map[string]string) (st
 	if err := bare.Storer.SetReference(plumbing.NewSymbolicReference(plumbing.HEAD, plumbing.NewBranchReferenceName(branch))); err != nil {
 		return "", err
 	}
+	// No housekeeping behind the tests' backs: receive-pack's `git gc --auto` detaches and
+	// may still be writing in the repository when the test removes its directory.
+	cfg, err := bare.Config()
+	if err != nil {
+		return "", err
+	}
+	cfg.Raw.Section("receive").SetOption("autogc", "false")
+	cfg.Raw.Section("gc").SetOption("auto", "0")
+	cfg.Raw.Section("maintenance").SetOption("auto", "false")
+	if err := bare.SetConfig(cfg); err != nil {
+		return "", err
+	}
 	if len(files) > 0 {
 		if _, err := CommitFiles(path, branch, files, "initial commit"); err != nil {
 			return "", err
