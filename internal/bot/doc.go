@@ -7,4 +7,8 @@
 // ReconcileOnce directly. A reverted update is a pin, not a fight: when the branch holds a
 // reference imagebot once moved away from, to the reference the policy picks again,
 // the bot keeps it until the policy picks something else.
+//
+// Edit, Release and Annotate make a person's edit (fluxctl's release, lock, automate …) in
+// the repository, one at a time with the loop, with a commit message naming it and who
+// asked; Release.Decide is the release's choice of edits, shared with the CLI's local mode.
 package bot

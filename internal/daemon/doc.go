@@ -12,6 +12,9 @@
 //	GET  /api/v1/status            JSON: repositories, last commit and sync, per container the
 //	                               current tag, the best candidate and why it is not applied;
 //	                               the scanner's view of each image repository
+//	POST /api/v1/release           fluxctl's release and its annotation edits (lock, automate,
+//	POST /api/v1/annotate          policy …), committed and pushed by the repository's bot
+//	                               (edit.go); they need the token, as POST /api/v1/sync does
 //
 // Config files are re-read every ConfigPoll (default 10s); a changed set restarts the bots
 // of the repositories that changed, and a config that does not load keeps the last good one
