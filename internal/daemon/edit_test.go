@@ -196,6 +196,13 @@ func TestEditAPI(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+
+	// The git server gone: the edit fails with 502 and the git error.
+	w.env.Git.Stop()
+	code, _, msg = w.post(t, "/api/v1/annotate", token, daemon.AnnotateRequest{Workload: "my-demo/fluxdemo", Automated: ptr(false)})
+	if code != http.StatusBadGateway || !strings.Contains(msg, "repository demo: commit and push: git ") {
+		t.Errorf("edit with the git server down: %d %q", code, msg)
+	}
 }
 
 func ptr[T any](v T) *T { return &v }
