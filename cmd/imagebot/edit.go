@@ -28,7 +28,7 @@ func (e *editTarget) flags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&e.dir, "path", ".", "edit this local checkout (the commit is yours)")
 	f.StringVar(&e.url, "daemon", "", "edit through the daemon at this URL, which commits and pushes (default $IMAGEBOT_URL unless --path is given)")
-	f.StringVar(&e.tokenFile, "token-file", os.Getenv("IMAGEBOT_TOKEN_FILE"), "with the daemon: file holding its webhook token (default $IMAGEBOT_TOKEN_FILE)")
+	f.StringVar(&e.tokenFile, "token-file", os.Getenv("IMAGEBOT_TOKEN_FILE"), "with the daemon: file holding its API token, from its --api-token-file (default $IMAGEBOT_TOKEN_FILE)")
 	f.StringVar(&e.repository, "repository", "", "with the daemon: the repository to edit (needed when it has several)")
 	f.StringVar(&e.user, "user", os.Getenv("USER"), "who asks: named in the daemon's commit message (and lock's locked_user)")
 }

@@ -67,7 +67,7 @@ spec:
 	}
 	addr := l.Addr().String()
 	l.Close()
-	d, err := daemon.New(daemon.Options{ConfigPaths: []string{cfg}, DataDir: filepath.Join(dir, "data"), Listen: addr, WebhookToken: "s3cret"})
+	d, err := daemon.New(daemon.Options{ConfigPaths: []string{cfg}, DataDir: filepath.Join(dir, "data"), Listen: addr, WebhookToken: "hook-token", APIToken: "s3cret"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -118,7 +118,7 @@ func newSync() *cobra.Command {
 	}
 	daemonFlag(cmd, &url)
 	cmd.Flags().StringVar(&repository, "repository", "", "only this repository (default: all)")
-	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the daemon's webhook token")
+	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the daemon's webhook token or API token")
 	_ = cmd.MarkFlagRequired("token-file")
 	return cmd
 }

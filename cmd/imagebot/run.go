@@ -22,7 +22,7 @@ func newRun() *cobra.Command {
 	var (
 		configs             []string
 		dataDir, listen     string
-		tokenFile, hmacFile string
+		tokenFile, hmacFile, apiTokenFile string
 		logFormat, logLevel string
 		kubeconfig, ns      string
 		noSync, leaderElect bool
@@ -39,6 +39,11 @@ func newRun() *cobra.Command {
 			opts := daemon.Options{ConfigPaths: configs, DataDir: dataDir, Listen: listen, Logger: log}
 			if tokenFile != "" {
 				if opts.WebhookToken, err = readSecret(tokenFile); err != nil {
+					return err
+				}
+			}
+			if apiTokenFile != "" {
+				if opts.APIToken, err = readSecret(apiTokenFile); err != nil {
 					return err
 				}
 			}
@@ -84,6 +89,7 @@ func newRun() *cobra.Command {
 	f.StringVar(&listen, "listen", ":8080", "address of the health, metrics, webhook and status endpoints")
 	f.StringVar(&tokenFile, "webhook-token-file", "", "file holding the shared token registry webhooks present")
 	f.StringVar(&hmacFile, "webhook-hmac-file", "", "file holding the HMAC-SHA256 secret of signed webhooks")
+	f.StringVar(&apiTokenFile, "api-token-file", "", "file holding the token of the edit API (release, annotate); without it that API is off")
 	f.StringVar(&logFormat, "log-format", "json", "json or text")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to sync (default: $KUBECONFIG, else in-cluster)")

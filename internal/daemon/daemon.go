@@ -42,6 +42,9 @@ type Options struct {
 	// webhooks are refused.
 	WebhookToken      string
 	WebhookHMACSecret []byte
+	// APIToken authenticates the edit API (release, annotate), which commits to git. It is
+	// not the webhook token, which registries hold; without it the edit API is off.
+	APIToken string
 	Syncers           SyncerFactory
 	ConfigPoll        time.Duration // default 10s
 	// PullSecrets, when set, gives workloads' registry credentials from their

@@ -39,7 +39,10 @@ spec:
         image: REG/team/flaskapp:develop-v1.8.0
 `
 
-const hmacSecret = "hmac-secret"
+const (
+	hmacSecret = "hmac-secret"
+	apiToken   = "api-token" // the edit API's; not the webhook token
+)
 
 // world is a daemon watching one repository on the test git server, whose images live on
 // the test registry, which sends its webhooks to the daemon.
@@ -85,7 +88,7 @@ func startWorldWith(t testing.TB, mod func(*daemon.Options), spec string) *world
 	cfgFile := writeConfig(t, dir, url, env.Git, "1h", "1h", spec)
 	w.cfgFile = cfgFile
 	opts := daemon.Options{ConfigPaths: []string{cfgFile}, DataDir: filepath.Join(dir, "data"),
-		Listen: addr, WebhookToken: token, WebhookHMACSecret: []byte(hmacSecret)}
+		Listen: addr, WebhookToken: token, WebhookHMACSecret: []byte(hmacSecret), APIToken: apiToken}
 	if mod != nil {
 		mod(&opts)
 	}

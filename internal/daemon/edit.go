@@ -71,11 +71,16 @@ var (
 // the client goes away, so that a push is never cut short by a closed connection.
 const editTimeout = 2 * time.Minute
 
-// needToken serves h only to requests that carry the webhook token, as /api/v1/sync.
-func (d *Daemon) needToken(h http.HandlerFunc) http.HandlerFunc {
+// needAPIToken serves h only to requests that carry the API token. The webhook token, which
+// registries hold, does not open it: the edit API commits to git.
+func (d *Daemon) needAPIToken(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if d.opts.WebhookToken == "" || !tokenOK(r, d.opts.WebhookToken) {
-			writeJSON(w, http.StatusUnauthorized, ErrorResponse{Error: "unauthorized: present the webhook token (Authorization: Bearer TOKEN)"})
+		if d.opts.APIToken == "" {
+			writeJSON(w, http.StatusForbidden, ErrorResponse{Error: "the edit API is off: start imagebot run with --api-token-file"})
+			return
+		}
+		if !tokenOK(r, d.opts.APIToken) {
+			writeJSON(w, http.StatusUnauthorized, ErrorResponse{Error: "unauthorized: present the API token (Authorization: Bearer TOKEN)"})
 			return
 		}
 		h(w, r)

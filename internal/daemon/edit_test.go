@@ -49,7 +49,7 @@ func (w *world) post(t *testing.T, path, token string, body any) (int, daemon.Ed
 func TestEditAPI(t *testing.T) {
 	w := startWorld(t)
 	reg := w.env.Registry.Host
-	const token = "hook-token"
+	const token = apiToken
 	file := strings.ReplaceAll(seed, "REG", reg)
 	head := func() (string, string) {
 		t.Helper()
@@ -81,6 +81,7 @@ func TestEditAPI(t *testing.T) {
 	}{
 		{"no token", "/api/v1/release", "", release("develop-v1.8.1"), 401, "unauthorized"},
 		{"wrong token", "/api/v1/annotate", "nope", daemon.AnnotateRequest{Workload: "my-demo/fluxdemo", Automated: new(bool)}, 401, "unauthorized"},
+		{"the webhook token", "/api/v1/release", "hook-token", release("develop-v1.8.1"), 401, "API token"},
 		{"unknown workload", "/api/v1/release", token, daemon.ReleaseRequest{Workload: "my-demo/nope", Image: reg + "/team/flaskapp:x"}, 404,
 			"repository demo: release Deployment/my-demo/nope: workload not found"},
 		{"unknown workload (annotate)", "/api/v1/annotate", token, daemon.AnnotateRequest{Workload: "StatefulSet/my-demo/fluxdemo", Automated: new(bool)}, 404,
@@ -206,3 +207,29 @@ func TestEditAPI(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestEditAPIOff: without an API token the edit API refuses everyone (the webhook token
+// included) and commits nothing; a sync still takes the webhook token.
+func TestEditAPIOff(t *testing.T) {
+	w := startWorldWith(t, func(o *daemon.Options) { o.APIToken = "" }, "")
+	before, err := testenv.Head(w.repoPath, "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, token := range []string{"", "hook-token", apiToken} {
+		code, _, msg := w.post(t, "/api/v1/release", token, daemon.ReleaseRequest{Workload: "my-demo/fluxdemo", AllImages: true})
+		if code != http.StatusForbidden || !strings.Contains(msg, "--api-token-file") {
+			t.Errorf("token %q: %d %s", token, code, msg)
+		}
+	}
+	if head, _ := testenv.Head(w.repoPath, "main"); head.Hash != before.Hash {
+		t.Errorf("a commit with the edit API off: %s", head.Message)
+	}
+	req, _ := http.NewRequest(http.MethodPost, w.daemon+"/api/v1/sync", nil)
+	req.Header.Set("Authorization", "Bearer hook-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("sync with the webhook token: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}

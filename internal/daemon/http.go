@@ -29,8 +29,8 @@ func (d *Daemon) serve(m *scan.Metrics) (*http.Server, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /api/v1/status", d.status)
 	mux.HandleFunc("POST /api/v1/sync", d.syncNow)
-	mux.HandleFunc("POST /api/v1/release", d.needToken(d.release))
-	mux.HandleFunc("POST /api/v1/annotate", d.needToken(d.annotate))
+	mux.HandleFunc("POST /api/v1/release", d.needAPIToken(d.release))
+	mux.HandleFunc("POST /api/v1/annotate", d.needAPIToken(d.annotate))
 	if d.opts.WebhookToken != "" || len(d.opts.WebhookHMACSecret) > 0 {
 		for _, f := range formats {
 			secret := d.opts.WebhookHMACSecret
@@ -148,9 +148,9 @@ func (d *Daemon) status(w http.ResponseWriter, _ *http.Request) {
 
 // syncNow (POST /api/v1/sync[?repository=NAME]) runs a reconcile of one repository, or of
 // all, now, and answers when it has finished (at most 2 minutes) with their statuses. It
-// needs the webhook token (Authorization: Bearer TOKEN).
+// needs the webhook token or the API token (Authorization: Bearer TOKEN).
 func (d *Daemon) syncNow(w http.ResponseWriter, r *http.Request) {
-	if d.opts.WebhookToken == "" || !tokenOK(r, d.opts.WebhookToken) {
+	if !(d.opts.WebhookToken != "" && tokenOK(r, d.opts.WebhookToken)) && !(d.opts.APIToken != "" && tokenOK(r, d.opts.APIToken)) {
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
 		return
 	}
