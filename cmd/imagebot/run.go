@@ -20,12 +20,12 @@ import (
 
 func newRun() *cobra.Command {
 	var (
-		configs             []string
-		dataDir, listen     string
+		configs                           []string
+		dataDir, listen                   string
 		tokenFile, hmacFile, apiTokenFile string
-		logFormat, logLevel string
-		kubeconfig, ns      string
-		noSync, leaderElect bool
+		logFormat, logLevel               string
+		kubeconfig, ns                    string
+		noSync, leaderElect               bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run --config PATH [--config PATH...]",

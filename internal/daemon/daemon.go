@@ -44,9 +44,9 @@ type Options struct {
 	WebhookHMACSecret []byte
 	// APIToken authenticates the edit API (release, annotate), which commits to git. It is
 	// not the webhook token, which registries hold; without it the edit API is off.
-	APIToken string
-	Syncers           SyncerFactory
-	ConfigPoll        time.Duration // default 10s
+	APIToken   string
+	Syncers    SyncerFactory
+	ConfigPoll time.Duration // default 10s
 	// PullSecrets, when set, gives workloads' registry credentials from their
 	// imagePullSecrets (see PullSecretKeychains).
 	PullSecrets scan.KeychainProvider
