@@ -197,6 +197,9 @@ func (b *Bot) ReconcileOnce(ctx context.Context) (*Status, error) {
 		b.logWarnings()
 		if err != nil {
 			st.Error = err.Error()
+			if ctx.Err() != nil {
+				return &st, err // stopping: not a push failure to tell anyone about
+			}
 			b.notify(notify.Event{Kind: notify.PushFailed, Revision: head.String(), Summary: "could not commit and push the image updates", Error: err.Error()})
 			return &st, err
 		}
@@ -206,7 +209,7 @@ func (b *Bot) ReconcileOnce(ctx context.Context) (*Status, error) {
 				ev.Details = append(ev.Details, c.String())
 			}
 			b.notify(ev)
-			st.Revision, st.Pushed = res.Commit.String(), res.Commit.String()
+			st.Revision, st.Pushed = res.Head.String(), res.Commit.String()
 			for _, c := range res.Changes.Changes {
 				for i := range st.Targets {
 					ts := &st.Targets[i]

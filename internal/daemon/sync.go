@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	gosync "sync"
@@ -71,7 +72,8 @@ func ClusterSyncers(ctx context.Context, cfg *rest.Config, namespace string, log
 }
 
 // clusterSyncer adapts a sync.Syncer to the bot: SyncDir per revision, and the drift
-// watcher started once the first sync has applied.
+// watcher and periodic resync started after the first sync, whatever its outcome (a sync
+// with one failed object still keeps the others as declared).
 type clusterSyncer struct {
 	ctx   context.Context
 	s     *ksync.Syncer
@@ -80,15 +82,15 @@ type clusterSyncer struct {
 
 func (c *clusterSyncer) Sync(ctx context.Context, dir, revision string) error {
 	res, err := c.s.SyncDir(ctx, revision, dir)
-	if err != nil {
-		return err
+	if err == nil && res != nil {
+		err = res.Err
 	}
-	if res != nil && res.Err != nil {
-		return res.Err
-	}
-	var startErr error
-	c.start.Do(func() { startErr = c.s.Start(c.ctx) })
-	return startErr
+	c.start.Do(func() {
+		if serr := c.s.Start(c.ctx); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	})
+	return err
 }
 
 // Stop ends the drift watcher.

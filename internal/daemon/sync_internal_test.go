@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"imagebot.dev/imagebot/internal/config"
 	"imagebot.dev/imagebot/internal/notify"
@@ -139,4 +140,59 @@ func value(t *testing.T, m prometheus.Metric) float64 {
 		return d.Counter.GetValue()
 	}
 	return d.Gauge.GetValue()
+}
+
+// TestDriftAfterFailedSync: a sync that fails on one object still starts the drift watcher,
+// so the objects it did apply are held as declared.
+func TestDriftAfterFailedSync(t *testing.T) {
+	env := testenv.New(t, testenv.Options{Cluster: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	factory, err := ClusterSyncers(ctx, env.Cluster.Config, "default", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repos, err := config.Parse("repo.yaml", []byte(`apiVersion: imagebot.dev/v1alpha1
+kind: Repository
+metadata: {name: partly}
+spec:
+  git: {url: "ssh://git@127.0.0.1/r.git", auth: {sshKeyFile: /dev/null, knownHostsFile: /dev/null}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := factory(repos[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.(interface{ Stop() }).Stop()
+	dir := t.TempDir()
+	body := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: held, namespace: default}\ndata: {a: b}\n---\n" +
+		"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: refused, namespace: default}\ndata: {\"bad key\": b}\n"
+	if err := os.WriteFile(filepath.Join(dir, "app.yaml"), []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(ctx, dir, "rev1"); err == nil {
+		t.Fatal("the sync of an invalid ConfigMap passed")
+	}
+	cms := env.Cluster.Client.CoreV1().ConfigMaps("default")
+	cm, err := cms.Get(ctx, "held", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the valid object was not applied: %v", err)
+	}
+	cm.Data["a"] = "drifted"
+	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		cm, err := cms.Get(ctx, "held", metav1.GetOptions{})
+		if err == nil && cm.Data["a"] == "b" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the drifted ConfigMap was not put back: %v %v", cm.Data, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -516,6 +516,23 @@ func TestPushBranch(t *testing.T) {
 	if pb.ParentHashes[0] != main.Hash {
 		t.Errorf("push branch not rebuilt on main")
 	}
+	if res.Head != main.Hash {
+		t.Errorf("the working tree holds %s, want main's head %s", res.Head, main.Hash)
+	}
+	// The same updates again, main unchanged: the push branch already holds them, so
+	// nothing is pushed (no new commit every cycle for the same review).
+	again, err := r.Update(ctxT(t), setImage("flask", "registry.example.com/team/flaskapp:develop-v1.8.1"))
+	if err != nil || !again.Commit.IsZero() {
+		t.Fatalf("the same update again: %+v %v", again, err)
+	}
+	if now, _ := testenv.Head(w.path, "imagebot/updates"); now.Hash != pb.Hash {
+		t.Errorf("the push branch moved to %s for the same changes", now.Hash)
+	}
+	// A further update is pushed (a new review commit).
+	res, err = r.Update(ctxT(t), setImage("nginx", "nginx:1.17"))
+	if err != nil || res.Commit.IsZero() {
+		t.Fatalf("a further update: %+v %v", res, err)
+	}
 }
 
 func TestShallowMirror(t *testing.T) {
@@ -600,5 +617,26 @@ func TestHangingServer(t *testing.T) {
 			}
 			t.Logf("ended after %v: %v", took, err)
 		})
+	}
+}
+
+// TestPushFinishesAfterCancel: a caller that gives up (a shutdown) once the edit is made does
+// not cut the push: the commit lands, and the result says so.
+func TestPushFinishesAfterCancel(t *testing.T) {
+	w := newWorld(t, seed(t))
+	r := w.open(t, t.TempDir(), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	edit := setImage("flask", "registry.example.com/team/flaskapp:develop-v1.8.1")
+	res, err := r.Update(ctx, func(ctx context.Context, dir string) (*update.ChangeSet, error) {
+		cs, err := edit(ctx, dir)
+		cancel()
+		return cs, err
+	})
+	if err != nil || res.Commit.IsZero() {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if head, _ := testenv.Head(w.path, "main"); head.Hash != res.Commit {
+		t.Errorf("the server has %s, the result says %s", head.Hash, res.Commit)
 	}
 }

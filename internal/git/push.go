@@ -26,7 +26,10 @@ type EditFunc func(ctx context.Context, dir string) (*update.ChangeSet, error)
 // Result is what Update did.
 type Result struct {
 	Base    plumbing.Hash     // the remote head the last attempt started from
-	Commit  plumbing.Hash     // the pushed commit; zero when nothing was committed
+	Commit  plumbing.Hash     // the pushed commit; zero when nothing was committed or pushed
+	// Head is the commit the working tree holds afterwards: Commit when it went to Branch,
+	// else Base (a separate PushBranch is not what the tree follows).
+	Head plumbing.Hash
 	Changes *update.ChangeSet // the last attempt's changes (empty when nothing changed)
 	// Attempts counts the edits made (1 unless a push lost a race).
 	Attempts int
@@ -58,7 +61,7 @@ func (r *Repo) Update(ctx context.Context, edit EditFunc, opts ...UpdateOption) 
 		if err != nil {
 			return res, err
 		}
-		res.Base = head
+		res.Base, res.Head = head, head
 		if err := r.moveWorkTree(ctx, head); err != nil {
 			return res, err
 		}
@@ -67,7 +70,16 @@ func (r *Repo) Update(ctx context.Context, edit EditFunc, opts ...UpdateOption) 
 		if err != nil || commit.IsZero() {
 			return res, err
 		}
-		err = r.push(ctx, head, commit, objects)
+		// A push that starts is let finish even if ctx ends meanwhile (a shutdown, a config
+		// reload): a commit made and not pushed would be work thrown away, and a push cut
+		// short leaves the caller unsure what the remote has.
+		pctx, done := finishing(ctx, pushGrace)
+		err = r.push(pctx, head, commit, objects)
+		done()
+		if errors.Is(err, errSamePushBranch) {
+			// The review branch already holds exactly this: no new commit to show for it.
+			return res, r.resetEdits(head, cs)
+		}
 		if err == nil {
 			res.Commit = commit
 			if c, cerr := r.repo.CommitObject(commit); cerr == nil {
@@ -75,6 +87,9 @@ func (r *Repo) Update(ctx context.Context, edit EditFunc, opts ...UpdateOption) 
 			}
 			if err := r.markPushed(head, commit, cs); err != nil {
 				return res, err
+			}
+			if r.pushBranch() == r.opts.Branch {
+				res.Head = commit
 			}
 			if r.opts.AfterPush != nil {
 				r.opts.AfterPush(Pushed{Commit: commit, Branch: r.pushBranch()})
@@ -172,8 +187,26 @@ func (r *Repo) pushBranch() string {
 	return r.opts.Branch
 }
 
+// pushGrace is how long a push may go on after the caller's context ended: enough to
+// finish one, never enough to hang a shutdown on a dead server.
+const pushGrace = 10 * time.Second
+
+// finishing returns a context that ends grace after ctx does (or when done is called).
+func finishing(ctx context.Context, grace time.Duration) (context.Context, func()) {
+	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(grace, cancel) })
+	return fctx, func() {
+		stop()
+		cancel()
+	}
+}
+
 // errRaced: the remote branch is no longer at the commit the edit started from.
 var errRaced = errors.New("the remote branch moved (another writer pushed first)")
+
+// errSamePushBranch: the separate push branch already holds the tree of the commit to push
+// (the same updates, pushed by an earlier cycle and not merged yet).
+var errSamePushBranch = errors.New("the push branch already holds these changes")
 
 // push sends commit to the push branch with exactly the objects built for it (the remote has
 // the rest: they are reachable from base), so a push costs the same in a small or a huge
@@ -215,6 +248,9 @@ func (r *Repo) push(ctx context.Context, base, commit plumbing.Hash, objects []p
 	if r.pushBranch() == r.opts.Branch && old != base {
 		return errRaced
 	}
+	if r.pushBranch() != r.opts.Branch && !old.IsZero() && r.sameTree(old, commit) {
+		return errSamePushBranch
+	}
 	req := packp.NewReferenceUpdateRequestFromCapabilities(ar.Capabilities)
 	if len(r.opts.PushOptions) > 0 {
 		if !ar.Capabilities.Supports(capability.PushOptions) {
@@ -240,4 +276,15 @@ func (r *Repo) push(ctx context.Context, base, commit plumbing.Hash, objects []p
 		return status.Error()
 	}
 	return nil
+}
+
+// sameTree says whether commits a and b have the same tree (false when a is not in the
+// mirror).
+func (r *Repo) sameTree(a, b plumbing.Hash) bool {
+	ca, err := r.repo.CommitObject(a)
+	if err != nil {
+		return false
+	}
+	cb, err := r.repo.CommitObject(b)
+	return err == nil && ca.TreeHash == cb.TreeHash
 }
