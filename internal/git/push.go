@@ -25,11 +25,11 @@ type EditFunc func(ctx context.Context, dir string) (*update.ChangeSet, error)
 
 // Result is what Update did.
 type Result struct {
-	Base    plumbing.Hash     // the remote head the last attempt started from
-	Commit  plumbing.Hash     // the pushed commit; zero when nothing was committed or pushed
+	Base   plumbing.Hash // the remote head the last attempt started from
+	Commit plumbing.Hash // the pushed commit; zero when nothing was committed or pushed
 	// Head is the commit the working tree holds afterwards: Commit when it went to Branch,
 	// else Base (a separate PushBranch is not what the tree follows).
-	Head plumbing.Hash
+	Head    plumbing.Hash
 	Changes *update.ChangeSet // the last attempt's changes (empty when nothing changed)
 	// Attempts counts the edits made (1 unless a push lost a race).
 	Attempts int
