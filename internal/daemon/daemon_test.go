@@ -225,6 +225,35 @@ func TestWebhookToCommit(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("unauthenticated webhook: %v %v", resp, err)
 	}
+	// With a token and an HMAC secret both set: GitHub's signed delivery is taken without the
+	// token (GitHub cannot add one), an unsigned one with the token is not; the generic
+	// format needs both.
+	const ghBody = `{"action":"published","package":{"name":"app","namespace":"o","package_type":"CONTAINER","package_version":{"container_metadata":{"tag":{"name":"v1"}},"package_url":"ghcr.io/o/app:v1"}},"registry":{"url":"https://ghcr.io"}}`
+	mac := hmac.New(sha256.New, []byte(hmacSecret))
+	mac.Write([]byte(ghBody))
+	signed := "sha256=" + hex.EncodeToString(mac.Sum(nil))
+	for _, c := range []struct {
+		format, body string
+		headers      map[string]string
+		want         int
+	}{
+		{"github", ghBody, map[string]string{"X-GitHub-Event": "package", "X-Hub-Signature-256": signed}, http.StatusAccepted},
+		{"github", ghBody, map[string]string{"X-GitHub-Event": "package", "Authorization": "Bearer hook-token"}, http.StatusUnauthorized},
+		{"generic", `{"image":"127.0.0.1:1/x","tag":"y"}`, map[string]string{"Authorization": "Bearer hook-token"}, http.StatusUnauthorized},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, w.daemon+"/hooks/registry/"+c.format, strings.NewReader(c.body))
+		for k, v := range c.headers {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%s webhook with %v: %d, want %d", c.format, c.headers, resp.StatusCode, c.want)
+		}
+	}
 }
 
 // BenchmarkWebhookToCommit measures tag push (the registry's webhook as the only trigger)

@@ -33,14 +33,17 @@ func (d *Daemon) serve(m *scan.Metrics) (*http.Server, error) {
 	mux.HandleFunc("POST /api/v1/annotate", d.needAPIToken(d.annotate))
 	if d.opts.WebhookToken != "" || len(d.opts.WebhookHMACSecret) > 0 {
 		for _, f := range formats {
-			secret := d.opts.WebhookHMACSecret
-			if f != scan.FormatGitHub && f != scan.FormatGeneric {
+			secret, token := d.opts.WebhookHMACSecret, d.opts.WebhookToken
+			switch {
+			case f != scan.FormatGitHub && f != scan.FormatGeneric:
 				secret = nil // the other formats cannot be signed: token only
+			case f == scan.FormatGitHub && len(secret) > 0:
+				token = "" // GitHub signs its deliveries and cannot add a header: the signature
 			}
-			if secret == nil && d.opts.WebhookToken == "" {
+			if secret == nil && token == "" {
 				continue // no way to authenticate this format: not served
 			}
-			h, err := scan.NewWebhook(scan.WebhookOptions{Format: f, Trigger: d.sched, Token: d.opts.WebhookToken,
+			h, err := scan.NewWebhook(scan.WebhookOptions{Format: f, Trigger: d.sched, Token: token,
 				HMACSecret: secret, Logger: d.log, Metrics: m})
 			if err != nil {
 				return nil, err
