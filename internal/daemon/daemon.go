@@ -66,6 +66,7 @@ type Daemon struct {
 
 	mu        sync.Mutex
 	bots      map[string]*running // by repository name
+	failed    map[string]string   // repositories that could not start, and why
 	configErr string
 	scanSum   string // of the registry settings the scanner started with
 	addr      net.Addr
@@ -102,7 +103,7 @@ func New(opts Options) (*Daemon, error) {
 	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
-	return &Daemon{opts: opts, log: opts.Logger, bots: map[string]*running{}}, nil
+	return &Daemon{opts: opts, log: opts.Logger, bots: map[string]*running{}, failed: map[string]string{}}, nil
 }
 
 // Run serves until ctx ends, then stops every bot (letting a push in flight finish).
@@ -263,10 +264,34 @@ func (d *Daemon) onScan(u scan.Update) {
 	}
 }
 
+// configSum sums a repository's config and the files it names (keys, known_hosts,
+// credentials, CA, notification URLs), so that a rotated Secret restarts the bot as an
+// edited config does.
 func configSum(r *config.Repository) string {
+	h := sha256.New()
 	b, _ := json.Marshal(r)
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
+	h.Write(b)
+	g := r.Spec.Git
+	files := []string{g.Auth.SSHKeyFile, g.Auth.SSHKeyPassphraseFile, g.Auth.KnownHostsFile, g.Auth.PasswordFile,
+		g.Commit.SigningKeyFile, g.Commit.SigningKeyPassphraseFile}
+	for _, reg := range r.Spec.Registries {
+		files = append(files, reg.DockerConfigFile, reg.CAFile)
+	}
+	for _, n := range r.Spec.Notifications {
+		files = append(files, n.URLFile)
+	}
+	for _, f := range files {
+		if f == "" {
+			continue
+		}
+		content, err := os.ReadFile(f)
+		if err != nil {
+			content = []byte("unreadable: " + err.Error())
+		}
+		sum := sha256.Sum256(content)
+		fmt.Fprintf(h, "\x00%s\x00%x", f, sum)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // apply starts, restarts and stops bots to match repos.
@@ -276,6 +301,11 @@ func (d *Daemon) apply(ctx context.Context, repos []*config.Repository) {
 		want[r.Metadata.Name] = r
 	}
 	d.mu.Lock()
+	for name := range d.failed {
+		if _, ok := want[name]; !ok {
+			delete(d.failed, name)
+		}
+	}
 	var stop []*running
 	for name, r := range d.bots {
 		if w, ok := want[name]; !ok || configSum(w) != r.sum {
@@ -299,10 +329,17 @@ func (d *Daemon) apply(ctx context.Context, repos []*config.Repository) {
 		b, rep, err := d.newBot(botCtx, cfg)
 		if err != nil {
 			cancel()
-			d.log.Error("cannot start repository", "repository", name, "err", err)
+			d.mu.Lock()
+			known := d.failed[name] == err.Error()
+			d.failed[name] = err.Error()
+			d.mu.Unlock()
+			if !known { // tried again at every config poll; logged when the reason changes
+				d.log.Error("cannot start repository; trying again at the next config poll", "repository", name, "err", err)
+			}
 			continue
 		}
 		d.mu.Lock()
+		delete(d.failed, name)
 		d.bots[name] = &running{cfg: cfg, sum: configSum(cfg), bot: b, sync: rep, cancel: cancel}
 		d.mu.Unlock()
 		b.Start(botCtx)

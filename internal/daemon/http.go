@@ -71,8 +71,9 @@ func (d *Daemon) serve(m *scan.Metrics) (*http.Server, error) {
 	return srv, nil
 }
 
-// readyz is 200 once every repository reconciled once; a standby replica is not ready, so
-// that a Service sends webhooks to the leader only.
+// readyz is 200 once every running repository reconciled once (one that cannot start is
+// in the status, and does not hold the others' webhooks back); a standby replica is not
+// ready, so that a Service sends webhooks to the leader only.
 func (d *Daemon) readyz(w http.ResponseWriter, _ *http.Request) {
 	d.mu.Lock()
 	standby := d.standby
@@ -82,7 +83,7 @@ func (d *Daemon) readyz(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	for _, st := range d.bots2status() {
-		if st.Started.IsZero() {
+		if st.Started.IsZero() && !strings.HasPrefix(st.Error, "cannot start: ") {
 			http.Error(w, "repository "+st.Repository+" has not reconciled yet", http.StatusServiceUnavailable)
 			return
 		}
@@ -113,11 +114,14 @@ type ImageStatus struct {
 func (d *Daemon) bots2status() []bot.Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make([]bot.Status, 0, len(d.bots))
+	out := make([]bot.Status, 0, len(d.bots)+len(d.failed))
 	for name, r := range d.bots {
 		st := r.bot.Status()
 		st.Repository = name
 		out = append(out, st)
+	}
+	for name, err := range d.failed {
+		out = append(out, bot.Status{Repository: name, Error: "cannot start: " + err})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Repository < out[j].Repository })
 	return out

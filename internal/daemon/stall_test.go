@@ -1,7 +1,9 @@
 package daemon_test
 
 import (
+	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -40,4 +42,73 @@ func TestOneRepositoryDoesNotStallAnother(t *testing.T) {
 			t.Errorf("the black-hole repository has a revision: %+v", r)
 		}
 	}
+}
+
+// TestRepositoryThatCannotStart: a repository whose deploy key is missing is reported in the
+// status (and does not make the daemon unready for the others); once the key file appears,
+// the next config poll starts it; a key rotated in place restarts it.
+func TestRepositoryThatCannotStart(t *testing.T) {
+	w := startWorldWith(t, func(o *daemon.Options) { o.ConfigPoll = 100 * time.Millisecond }, "")
+	otherURL, err := w.env.Git.CreateRepo("other", "main", map[string]string{"README.md": "nothing to automate\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(w.cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(t.TempDir(), "later", "deploy_key")
+	other := strings.NewReplacer("name: demo", "name: other", w.url, otherURL, w.env.Git.DeployKey, key).Replace(string(cfg))
+	if err := os.WriteFile(w.cfgFile+".tmp", []byte(string(cfg)+"---\n"+other), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(w.cfgFile+".tmp", w.cfgFile); err != nil {
+		t.Fatal(err)
+	}
+	st := w.waitStatus(t, 10*time.Second, func(st daemon.Status) bool {
+		for _, r := range st.Repositories {
+			if r.Repository == "other" && strings.HasPrefix(r.Error, "cannot start: ") && strings.Contains(r.Error, key) {
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("status: %+v", st.Repositories)
+	if resp, err := http.Get(w.daemon + "/readyz"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("readyz with one repository that cannot start: %v %v", resp, err)
+	}
+	// The key appears (a Secret mounted late): the repository starts.
+	body, err := os.ReadFile(w.env.Git.DeployKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(key), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var started time.Time
+	w.waitStatus(t, 10*time.Second, func(st daemon.Status) bool {
+		for _, r := range st.Repositories {
+			if r.Repository == "other" && !r.Started.IsZero() && r.Error == "" {
+				started = r.Started
+				return true
+			}
+		}
+		return false
+	})
+	// The key is rotated in place (the config unchanged): the bot restarts with it (a new
+	// first reconcile, long before the hour-long git poll).
+	if err := os.WriteFile(key, append(body, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.waitStatus(t, 10*time.Second, func(st daemon.Status) bool {
+		for _, r := range st.Repositories {
+			if r.Repository == "other" && r.Started.After(started) && r.Error == "" {
+				return true
+			}
+		}
+		return false
+	})
 }
