@@ -15,8 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -24,9 +22,9 @@ import (
 	"imagebot.dev/imagebot/internal/config"
 	"imagebot.dev/imagebot/internal/git"
 	"imagebot.dev/imagebot/internal/notify"
+	"imagebot.dev/imagebot/internal/repoconfig"
 	"imagebot.dev/imagebot/internal/scan"
 	ksync "imagebot.dev/imagebot/internal/sync"
-	"imagebot.dev/imagebot/internal/update"
 )
 
 // SyncerFactory makes the reconciler of a repository (nil: no sync). It gives every result
@@ -200,36 +198,12 @@ func (d *Daemon) Addr() net.Addr {
 	return d.addr
 }
 
-// scanOptions merges the registry settings of every repository (the last one wins; the CA
-// files of all are trusted).
+// scanOptions are the scanner's options from the registry settings of every repository
+// (see repoconfig.ScanOptions), with the daemon's cache and metrics.
 func scanOptions(repos []*config.Repository, cache *scan.Cache, m *scan.Metrics) (scan.Options, error) {
-	opts := scan.Options{Keychain: authn.DefaultKeychain, Cache: cache, Metrics: m, Hosts: map[string]scan.HostOptions{}}
-	var caFiles []string
-	for _, r := range repos {
-		if p := r.Spec.Scan.Platform; p != "" {
-			if pl, err := v1.ParsePlatform(p); err == nil {
-				opts.Platform = *pl
-			}
-		}
-		if r.Spec.Scan.TagCap > 0 {
-			opts.TagCap = r.Spec.Scan.TagCap
-		}
-		for _, reg := range r.Spec.Registries {
-			opts.Hosts[reg.Host] = scan.HostOptions{Limit: scan.Limit{RPS: reg.RPS, Burst: reg.Burst}, PageSize: reg.PageSize,
-				Insecure: reg.Insecure}
-			if reg.CAFile != "" {
-				caFiles = append(caFiles, reg.CAFile)
-			}
-		}
-	}
-	if len(caFiles) > 0 {
-		pool, err := scan.CertPool(caFiles...)
-		if err != nil {
-			return opts, fmt.Errorf("registries: %w", err)
-		}
-		opts.RootCAs = pool
-	}
-	return opts, nil
+	opts, err := repoconfig.ScanOptions(repos...)
+	opts.Cache, opts.Metrics = cache, m
+	return opts, err
 }
 
 // scanSettings sums what scanOptions reads, to tell a reload that changes it.
@@ -394,15 +368,9 @@ func (d *Daemon) newBot(ctx context.Context, cfg *config.Repository) (*bot.Bot, 
 	if err != nil {
 		return nil, nil, err
 	}
-	creds := map[string]scan.Credentials{}
-	for _, reg := range cfg.Spec.Registries {
-		if reg.DockerConfigFile != "" {
-			c, err := scan.DockerConfigFile(reg.DockerConfigFile)
-			if err != nil {
-				return nil, nil, err
-			}
-			creds[reg.Host] = c
-		}
+	creds, err := repoconfig.Credentials(cfg)
+	if err != nil {
+		return nil, nil, err
 	}
 	notifier, err := notifierFor(ctx, cfg)
 	if err != nil {
@@ -419,21 +387,12 @@ func (d *Daemon) newBot(ctx context.Context, cfg *config.Repository) (*bot.Bot, 
 		syncer = s
 	}
 	images := cfg.Spec.Images
-	finder := &update.Finder{Paths: g.Paths, Markers: map[string]update.MarkerPolicy{}}
-	for name, m := range cfg.Spec.Markers {
-		finder.Markers[name] = update.MarkerPolicy{Image: m.Image, Policy: m.Policy}
-	}
 	return bot.New(bot.Options{
-		Finder: finder,
+		Finder: repoconfig.Finder(cfg),
 		Notify: notifier.Notify, OnStatus: d.loops.observe,
 		Name: cfg.Metadata.Name, Repo: repo, Scheduler: d.sched, Syncer: syncer, Credentials: creds, PullSecrets: d.opts.PullSecrets,
 		ScanInterval: cfg.Spec.Scan.Interval.Duration, GitInterval: g.Interval.Or(time.Minute),
-		Include: func(repo string) bool {
-			if len(images.Include) > 0 && !matchAny(images.Include, repo) {
-				return false
-			}
-			return !matchAny(images.Exclude, repo)
-		},
+		Include: repoconfig.Include(cfg),
 		ImageInterval: func(repo string) time.Duration {
 			for _, iv := range images.Intervals {
 				if config.MatchImage(iv.Image, repo) {
@@ -459,15 +418,6 @@ func sshUser(g config.Git) string {
 		return u[:at]
 	}
 	return "git"
-}
-
-func matchAny(globs []string, s string) bool {
-	for _, g := range globs {
-		if config.MatchImage(g, s) {
-			return true
-		}
-	}
-	return false
 }
 
 // notifierFor starts the notification sinks of a repository (nil when it has none).
