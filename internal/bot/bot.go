@@ -249,7 +249,7 @@ func (b *Bot) logWarnings() {
 // Automatable says whether automation may choose t's tag: automated, not locked or
 // ignored, with a valid policy.
 func Automatable(t update.Target) bool {
-	return t.Automated && !t.Locked && !t.Ignored && t.PolicyErr == nil && t.Policy != ""
+	return t.Automated && !t.Locked && !t.Ignored && t.PolicyErr == nil && t.EditErr == nil && t.Policy != ""
 }
 
 // automatable says whether a target is one the bot should choose a tag for, and its image.

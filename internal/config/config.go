@@ -136,12 +136,18 @@ type Sync struct {
 	Enabled          *bool    `yaml:"enabled" json:"enabled"` // default true
 	Prune            *bool    `yaml:"prune" json:"prune"`     // default true
 	DefaultNamespace string   `yaml:"defaultNamespace" json:"defaultNamespace"`
-	Interval         Duration `yaml:"interval" json:"interval"`           // full reconcile backstop; default 10m
+	Interval         Duration `yaml:"interval" json:"interval"`           // full reconcile backstop; default 5m
 	HealthTimeout    Duration `yaml:"healthTimeout" json:"healthTimeout"` // default 2m
 	// MaxPruneFraction refuses a prune that would delete more than this share of the
 	// inventory at once (default 0.5; 1 turns the guard off).
 	MaxPruneFraction float64 `yaml:"maxPruneFraction" json:"maxPruneFraction"`
+	// PruneKinds lets prune delete these kinds, which it otherwise never deletes (their
+	// deletion loses data): Namespace, PersistentVolumeClaim, CustomResourceDefinition.
+	PruneKinds []string `yaml:"pruneKinds" json:"pruneKinds"`
 }
+
+// ProtectedKinds are the kinds PruneKinds may name.
+var ProtectedKinds = []string{"Namespace", "PersistentVolumeClaim", "CustomResourceDefinition"}
 
 // Duration is a time.Duration written as "90s", "5m", "1h30m".
 type Duration struct{ time.Duration }

@@ -55,6 +55,7 @@ func TestErrorsNameFileLineAndField(t *testing.T) {
 		{"path escapes", minimal + "    paths: [../other]\n", `x.yaml:8: invalid config: spec.git.paths[0]: "../other" leaves the repository`},
 		{"bad template", minimal + "    commit:\n      messageTemplate: '{{ .Nope'\n", `x.yaml:9: invalid config: spec.git.commit.messageTemplate`},
 		{"bad prune share", minimal + "  sync:\n    maxPruneFraction: 2\n", `spec.sync.maxPruneFraction: 2 is not between 0 and 1`},
+		{"prune kind not protected", minimal + "  sync:\n    pruneKinds: [Namespace, Deployment]\n", `spec.sync.pruneKinds[1]: "Deployment" is not one of Namespace, PersistentVolumeClaim, CustomResourceDefinition`},
 		{"wrong kind", strings.Replace(minimal, "kind: Repository", "kind: Repo", 1), `x.yaml:2: invalid config: kind: is "Repo"`},
 		{"malformed yaml", minimal + "  : [\n", `x.yaml: invalid config: yaml:`},
 	} {

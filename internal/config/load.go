@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"text/template"
@@ -311,6 +312,11 @@ func (r *Repository) validate() []problem {
 	}
 	if f := r.Spec.Sync.MaxPruneFraction; f < 0 || f > 1 {
 		add("spec.sync.maxPruneFraction", "%v is not between 0 and 1", f)
+	}
+	for i, k := range r.Spec.Sync.PruneKinds {
+		if !slices.Contains(ProtectedKinds, k) {
+			add(fmt.Sprintf("spec.sync.pruneKinds[%d]", i), "%q is not one of %s (other kinds are pruned anyway)", k, strings.Join(ProtectedKinds, ", "))
+		}
 	}
 	return ps
 }

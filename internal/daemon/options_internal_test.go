@@ -73,3 +73,13 @@ func selfSigned(t *testing.T) []byte {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
+
+func TestPruneKinds(t *testing.T) {
+	got := pruneKinds([]string{"CustomResourceDefinition", "Namespace"})
+	if len(got) != 2 || got[0].Kind != "Namespace" || got[1].Group != "apiextensions.k8s.io" {
+		t.Errorf("pruneKinds: %v", got)
+	}
+	if got := pruneKinds(nil); len(got) != 0 {
+		t.Errorf("pruneKinds(nil): %v", got)
+	}
+}

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	gosync "sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -47,7 +49,7 @@ func ClusterSyncers(ctx context.Context, cfg *rest.Config, namespace string, log
 		s := r.Spec.Sync
 		syncer, err := ksync.NewSyncer(m, ksync.SyncerOptions{
 			Name: r.Metadata.Name, InventoryNamespace: namespace, DefaultNamespace: s.DefaultNamespace,
-			Paths: r.Spec.Git.Paths, Prune: *s.Prune, MaxPruneFraction: s.MaxPruneFraction,
+			Paths: r.Spec.Git.Paths, Prune: *s.Prune, MaxPruneFraction: s.MaxPruneFraction, PruneKinds: pruneKinds(s.PruneKinds),
 			HealthTimeout: s.HealthTimeout.Duration, ResyncInterval: s.Interval.Duration, Recorder: recorder,
 			// The bot goes on (the next tag, the next commit) while a rollout proceeds.
 			WaitInBackground: true,
@@ -159,4 +161,15 @@ func (s *syncReport) status() *SyncStatus {
 		}
 	}
 	return st
+}
+
+// pruneKinds maps the config's kind names to the group-kinds of ksync.ProtectedKinds.
+func pruneKinds(names []string) []schema.GroupKind {
+	var out []schema.GroupKind
+	for _, gk := range ksync.ProtectedKinds {
+		if slices.Contains(names, gk.Kind) {
+			out = append(out, gk)
+		}
+	}
+	return out
 }

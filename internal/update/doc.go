@@ -97,7 +97,11 @@
 // but canonically the same (index.docker.io/library/nginx for nginx) is written as the file
 // spells it. Block scalars, multi-line scalars and values that are anchored or reached
 // through an alias are not edited (ErrUnsupported): changing them would change other places
-// or need re-formatting.
+// or need re-formatting. Find applies the same check: a target whose tag or digest is
+// written so carries Target.EditErr (automation must skip it, as for PolicyErr) and, when
+// it is automated, is a Problem naming file:line, the field, the workload, the container
+// and why, so that one such value never blocks the updates of the others. Apply still
+// refuses such a target if a decision names it.
 //
 // Every edit is verified: the new bytes are re-parsed and must give the same documents
 // (kinds, values, tags, styles, anchors, comments, lines, columns of unedited lines) except

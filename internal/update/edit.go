@@ -95,17 +95,16 @@ func planTarget(li *lineIndex, t *target, ref name.Reference, want map[*yaml.Nod
 			continue
 		}
 		fn := t.nodes[i]
-		if fn.shared {
-			return nil, nil, fmt.Errorf("%w: %s is anchored or reached through an alias; editing it would change other places", ErrUnsupported, fl.Path)
+		// The same check Find uses to keep such a target out of automation (Target.EditErr):
+		// refused here too, for a decision made without looking.
+		sp, err := editable(li, fn)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", fl.Path, err)
 		}
 		if prev, ok := want[fn.node]; ok && prev != vals[i] {
 			return nil, nil, fmt.Errorf("%w: %s is edited twice (%q and %q)", ErrCannotExpress, fl.Path, prev, vals[i])
 		} else if ok {
 			continue
-		}
-		sp, err := scalarSpan(li, fn.node, fn.flow)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", fl.Path, err)
 		}
 		text, err := quoteFor(vals[i], sp.style, fn.flow)
 		if err != nil {

@@ -53,6 +53,9 @@ func describe(targets []Target, problems []Problem) string {
 		if t.PolicyErr != nil {
 			fmt.Fprintf(&b, "  policyErr %v\n", t.PolicyErr)
 		}
+		if t.EditErr != nil {
+			fmt.Fprintf(&b, "  editErr   %v\n", t.EditErr)
+		}
 		fmt.Fprintf(&b, "  state     automated=%v locked=%v ignored=%v", t.Automated, t.Locked, t.Ignored)
 		if t.LockedMsg != "" || t.LockedUser != "" {
 			fmt.Fprintf(&b, " msg=%q user=%q", t.LockedMsg, t.LockedUser)

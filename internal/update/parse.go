@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"sort"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"sigs.k8s.io/kustomize/kyaml/yaml"
@@ -79,11 +81,7 @@ func parseFile(file string, data []byte, fast bool) (*parsedFile, *Problem) {
 			break
 		}
 		if err != nil {
-			p := &Problem{File: file, Err: fmt.Errorf("%w: %v", ErrMalformed, err)}
-			if m := lineRE.FindStringSubmatch(err.Error()); m != nil {
-				p.Line, _ = strconv.Atoi(m[1])
-			}
-			return nil, p
+			return nil, &Problem{File: file, Line: errorLine(data, err), Err: fmt.Errorf("%w: %v", ErrMalformed, err)}
 		}
 		var root *yaml.Node
 		if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
@@ -97,6 +95,36 @@ func parseFile(file string, data []byte, fast bool) (*parsedFile, *Problem) {
 		pf.docs = append(pf.docs, root)
 	}
 	return pf, nil
+}
+
+// unknownAnchorRE matches yaml.v3's error for an alias to an undefined anchor.
+var unknownAnchorRE = regexp.MustCompile(`unknown anchor '([^']*)' referenced`)
+
+// errorLine finds the line of a yaml.v3 error: from its "line N", or, for the two errors
+// that name none, the line of the first character YAML does not allow, or of the first
+// alias to the unknown anchor. It returns 0 when it cannot tell.
+func errorLine(data []byte, err error) int {
+	msg := err.Error()
+	if m := lineRE.FindStringSubmatch(msg); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	off := -1
+	if strings.Contains(msg, "control characters are not allowed") {
+		for i, r := range string(data) {
+			if !(r == '\t' || r == '\n' || r == '\r' || printable(r)) {
+				off = i
+				break
+			}
+		}
+	} else if m := unknownAnchorRE.FindStringSubmatch(msg); m != nil {
+		off = bytes.Index(data, []byte("*"+m[1]))
+	}
+	if off < 0 {
+		return 0
+	}
+	li := newLineIndex(data)
+	return sort.Search(len(li.start), func(i int) bool { return li.start[i] > off })
 }
 
 func firstInvalidUTF8(b []byte) int {

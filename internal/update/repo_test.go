@@ -277,3 +277,146 @@ func TestWriteAllRenameFails(t *testing.T) {
 		t.Errorf("temp files left: %v", left)
 	}
 }
+
+// TestUnsupportedValueDoesNotBlock: an automated image the editor cannot edit (anchored
+// here) is one Problem naming file:line, workload, container and why; its target carries
+// EditErr and is left out of automation, so the plain image in the other file is still
+// updated and the anchored file is untouched. Asked anyway, Apply refuses it and writes
+// nothing.
+func TestUnsupportedValueDoesNotBlock(t *testing.T) {
+	root := t.TempDir()
+	anchored := `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: shared
+  namespace: team
+  annotations:
+    imagebot.dev/automated: "true"
+spec:
+  template:
+    spec:
+      containers:
+      - name: app
+        image: &img ghcr.io/org/shared:1.0.0
+      - name: sidecar
+        image: *img
+`
+	writeTree(t, root, map[string]string{
+		"apps/a.yaml": deployment("plain", "ghcr.io/org/plain:1.0.0"),
+		"apps/b.yaml": anchored,
+	})
+	f := &Finder{ValidatePolicy: testValidatePolicy}
+	res, err := f.Find(context.Background(), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Problems) != 2 {
+		t.Fatalf("want 2 problems (app and sidecar of b.yaml), got %v", res.Problems)
+	}
+	for i, c := range []string{"app", "sidecar"} {
+		p := res.Problems[i]
+		msg := p.Error()
+		if !errors.Is(p, ErrUnsupported) || p.Warning || p.File != "apps/b.yaml" || p.Line != 13 {
+			t.Errorf("problem %d: %v (warning %v)", i, msg, p.Warning)
+		}
+		for _, want := range []string{"apps/b.yaml:13:", "Deployment/team/shared", "container " + c, "anchored or reached through an alias", "not automated"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("problem %q does not say %q", msg, want)
+			}
+		}
+	}
+	var auto, all []Decision
+	for _, tg := range res.Targets {
+		next := strings.Replace(tg.Image, "1.0.0", "1.1.0", 1)
+		d := Decision{Target: tg, Image: mustRef(t, next)}
+		all = append(all, d)
+		switch tg.File {
+		case "apps/a.yaml":
+			if tg.EditErr != nil || !tg.Automated {
+				t.Fatalf("plain target not automatable: %v", tg.EditErr)
+			}
+			auto = append(auto, d)
+		case "apps/b.yaml":
+			if !errors.Is(tg.EditErr, ErrUnsupported) {
+				t.Fatalf("anchored target %s: EditErr %v", tg, tg.EditErr)
+			}
+		}
+	}
+	if len(all) != 3 || len(auto) != 1 {
+		t.Fatalf("targets %v", res.Targets)
+	}
+	before := readTree(t, root, "apps/a.yaml", "apps/b.yaml")
+
+	// Apply refuses the unsupported value, naming it, and writes nothing.
+	_, err = f.Apply(context.Background(), root, all)
+	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "apps/b.yaml:13") {
+		t.Fatalf("Apply of every target: %v", err)
+	}
+	if got := readTree(t, root, "apps/a.yaml", "apps/b.yaml"); !equalMaps(got, before) {
+		t.Fatal("a refused Apply changed files")
+	}
+
+	// The automatable decisions go through: the plain file is edited, the anchored one not.
+	cs, err := f.Apply(context.Background(), root, auto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs.Changes) != 1 || cs.Changes[0].File != "apps/a.yaml" || cs.Changes[0].New != "ghcr.io/org/plain:1.1.0" {
+		t.Fatalf("changes %+v", cs.Changes)
+	}
+	got := readTree(t, root, "apps/a.yaml", "apps/b.yaml")
+	if got["apps/b.yaml"] != anchored {
+		t.Errorf("anchored file changed:\n%s", got["apps/b.yaml"])
+	}
+	if want := deployment("plain", "ghcr.io/org/plain:1.1.0"); got["apps/a.yaml"] != want {
+		t.Errorf("plain file:\n%s\nwant:\n%s", got["apps/a.yaml"], want)
+	}
+}
+
+// TestFindReportsBadFiles: a malformed file that may hold a target (it mentions "image" or
+// "fluxcd.io/") is a Problem naming the file and the line, even when yaml.v3's message has
+// no line; one that mentions neither is skipped unparsed (it cannot hold a target); a file
+// over MaxFileSize is a warning naming the file, its size and the limit.
+func TestFindReportsBadFiles(t *testing.T) {
+	root := t.TempDir()
+	writeTree(t, root, map[string]string{
+		"indent.yaml":  "kind: Deployment\nspec:\n  image: nginx\n   bad: indent\n",
+		"mapping.yaml": "metadata:\n  annotations:\n    repository.fluxcd.io/app: a\n    tag.fluxcd.io/app: b: c\n",
+		"control.yaml": "kind: Pod\nspec:\n  containers:\n  - image: ngi\x07nx\n",
+		"anchor.yaml":  "a: 1\nb:\n  image: *missing\n",
+		"other.yaml":   "kind: ConfigMap\ndata: [unclosed\n",
+		"huge.yaml":    "# image\n" + strings.Repeat("x: 1\n", 300),
+	})
+	f := &Finder{MaxFileSize: 1000}
+	res, err := f.Find(context.Background(), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"anchor.yaml":  "anchor.yaml:3: malformed YAML: yaml: unknown anchor 'missing' referenced",
+		"control.yaml": "control.yaml:4: malformed YAML: yaml: control characters are not allowed",
+		"huge.yaml":    "huge.yaml: file too large: 1508 bytes, the limit is 1000",
+		"indent.yaml":  "indent.yaml:4: malformed YAML: yaml: line 4: mapping values are not allowed in this context",
+		"mapping.yaml": "mapping.yaml:4: malformed YAML: yaml: line 4: mapping values are not allowed in this context",
+	}
+	for _, p := range res.Problems {
+		w, ok := want[p.File]
+		if !ok {
+			t.Errorf("unexpected problem %v", p)
+			continue
+		}
+		delete(want, p.File)
+		if p.Error() != w {
+			t.Errorf("problem %q, want %q", p.Error(), w)
+		}
+		if wantWarning := p.File == "huge.yaml"; p.Warning != wantWarning {
+			t.Errorf("%s: warning=%v", p.File, p.Warning)
+		}
+		if p.File == "huge.yaml" && !errors.Is(p, ErrTooLarge) || p.File != "huge.yaml" && !errors.Is(p, ErrMalformed) {
+			t.Errorf("%s: wrong sentinel: %v", p.File, p)
+		}
+	}
+	for file, w := range want {
+		t.Errorf("no problem for %s (want %q)", file, w)
+	}
+}

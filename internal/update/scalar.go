@@ -14,6 +14,18 @@ type span struct {
 	style      yaml.Style // 0 (plain), SingleQuotedStyle or DoubleQuotedStyle
 }
 
+// editable says whether the editor can rewrite the scalar of fn in place, and where its
+// bytes are. It cannot when the scalar is anchored or reached through an alias (editing it
+// would change other places), or is not a plain, 'single' or "double" quoted scalar on one
+// line that reads as its value (block scalars, multi-line scalars): ErrUnsupported. Find
+// uses it to keep such targets out of automation (Target.EditErr), Apply to refuse them.
+func editable(li *lineIndex, fn fieldNode) (span, error) {
+	if fn.shared {
+		return span{}, fmt.Errorf("%w: anchored or reached through an alias; editing it would change other places", ErrUnsupported)
+	}
+	return scalarSpan(li, fn.node, fn.flow)
+}
+
 // scalarSpan finds the bytes of scalar node n in data and checks that they decode to
 // n.Value. It handles plain, single- and double-quoted scalars on one line, after any
 // anchor or tag; anything else is ErrUnsupported.

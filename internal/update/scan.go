@@ -55,6 +55,12 @@ func (f *Finder) scanBytes(file string, data []byte, fast bool) fileScan {
 			s.document(root)
 		}
 	}
+	if len(s.targets) > 0 {
+		li := pf.index()
+		for _, t := range s.targets {
+			s.checkEditable(li, t)
+		}
+	}
 	sort.SliceStable(s.targets, func(i, j int) bool { return s.targets[i].Line < s.targets[j].Line })
 	sort.SliceStable(s.problems, func(i, j int) bool { return s.problems[i].Line < s.problems[j].Line })
 	return fileScan{pf: pf, targets: s.targets, problems: s.problems}
@@ -205,4 +211,34 @@ func apiGroup(apiVersion string) string {
 		return apiVersion[:i]
 	}
 	return ""
+}
+
+// checkEditable sets t.EditErr when a field that an update of the tag or digest rewrites
+// is one the editor cannot edit (the same check Apply makes), and reports it as a Problem
+// when the target is automated: such a target is kept out of automation instead of
+// failing every update of the repository. A field holding only the registry or repository
+// does not count (a new tag leaves it alone; Apply refuses to change it).
+func (s *scanner) checkEditable(li *lineIndex, t *target) {
+	for i, fl := range t.Fields {
+		if fl.Part&(PartTag|PartDigest) == 0 {
+			continue
+		}
+		_, err := editable(li, t.nodes[i])
+		if err == nil {
+			continue
+		}
+		t.EditErr = fmt.Errorf("%s: %w", fl.Path, err)
+		if t.Automated && !t.Ignored {
+			who := t.Workload.String()
+			if t.Container != "" {
+				who = strings.TrimSpace(who + " container " + t.Container)
+			}
+			if who != "" {
+				who += ": "
+			}
+			s.problems = append(s.problems, Problem{File: s.file, Line: fl.Line, Column: fl.Column, Field: fl.Path,
+				Err: fmt.Errorf("%simage %s is not automated: %w", who, t.Image, err)})
+		}
+		return
+	}
 }

@@ -107,6 +107,11 @@ type Target struct {
 	PolicySource string // where Policy came from: an annotation key, "default", or the marker text
 	PolicyErr    error  // non-nil when the spec was rejected: never automate this target
 
+	// EditErr is non-nil when a field holding the tag or digest cannot be edited in place
+	// (anchored or reached through an alias, block or multi-line scalar; it wraps
+	// ErrUnsupported): never automate this target, Apply would refuse it.
+	EditErr error
+
 	Automated  bool // the workload (or a marker) opts in to automation
 	Locked     bool
 	LockedMsg  string
