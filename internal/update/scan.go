@@ -56,6 +56,9 @@ func (f *Finder) scanBytes(file string, data []byte, fast bool) fileScan {
 		}
 	}
 	if len(s.targets) > 0 {
+		if bytes.IndexByte(data, '*') >= 0 {
+			markAliasedSubtrees(pf.docs, s.targets)
+		}
 		li := pf.index()
 		for _, t := range s.targets {
 			s.checkEditable(li, t)
@@ -240,5 +243,58 @@ func (s *scanner) checkEditable(li *lineIndex, t *target) {
 				Err: fmt.Errorf("%simage %s is not automated: %w", who, t.Image, err)})
 		}
 		return
+	}
+}
+
+// markAliasedSubtrees marks as shared the fields whose node lies inside a collection that
+// an alias refers to (a container mapping anchored in one workload and aliased in
+// another): editing it would change the other places too. A field reached through the
+// alias is already marked; this catches the anchored original.
+func markAliasedSubtrees(docs []*yaml.Node, targets []*target) {
+	referenced := map[*yaml.Node]bool{}
+	var findAliases func(n *yaml.Node, depth int)
+	findAliases = func(n *yaml.Node, depth int) {
+		if n == nil || depth > 10000 {
+			return
+		}
+		if n.Kind == yaml.AliasNode {
+			if n.Alias != nil {
+				referenced[n.Alias] = true
+			}
+			return
+		}
+		for _, c := range n.Content {
+			findAliases(c, depth+1)
+		}
+	}
+	for _, d := range docs {
+		findAliases(d, 0)
+	}
+	if len(referenced) == 0 {
+		return
+	}
+	inside := map[*yaml.Node]bool{}
+	var mark func(n *yaml.Node, under bool, depth int)
+	mark = func(n *yaml.Node, under bool, depth int) {
+		if n == nil || n.Kind == yaml.AliasNode || depth > 10000 {
+			return
+		}
+		under = under || referenced[n]
+		if under {
+			inside[n] = true
+		}
+		for _, c := range n.Content {
+			mark(c, under, depth+1)
+		}
+	}
+	for _, d := range docs {
+		mark(d, false, 0)
+	}
+	for _, t := range targets {
+		for i := range t.nodes {
+			if inside[t.nodes[i].node] {
+				t.nodes[i].shared = true
+			}
+		}
 	}
 }
