@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -77,8 +78,9 @@ func newListImages() *cobra.Command {
 
 func newSync() *cobra.Command {
 	var url, repository, tokenFile string
+	var massPrune bool
 	cmd := &cobra.Command{
-		Use:   "sync [--repository NAME] --token-file FILE [--daemon URL]",
+		Use:   "sync [--repository NAME] --token-file FILE [--daemon URL] [--allow-mass-prune]",
 		Short: "Make the daemon reconcile now (fetch, update, push, apply) and wait for it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -86,9 +88,16 @@ func newSync() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			target := url + "/api/v1/sync"
+			q := neturl.Values{}
 			if repository != "" {
-				target += "?repository=" + repository
+				q.Set("repository", repository)
+			}
+			if massPrune {
+				q.Set("allowMassPrune", "true")
+			}
+			target := url + "/api/v1/sync"
+			if len(q) > 0 {
+				target += "?" + q.Encode()
 			}
 			fmt.Fprintln(cmd.ErrOrStderr(), "reconciling…")
 			var sts []bot.Status
@@ -119,6 +128,7 @@ func newSync() *cobra.Command {
 	daemonFlag(cmd, &url)
 	cmd.Flags().StringVar(&repository, "repository", "", "only this repository (default: all)")
 	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the daemon's webhook token or API token")
+	cmd.Flags().BoolVar(&massPrune, "allow-mass-prune", false, "let this sync delete more than maxPruneFraction of the inventory (needs the API token)")
 	_ = cmd.MarkFlagRequired("token-file")
 	return cmd
 }

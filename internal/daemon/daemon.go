@@ -385,6 +385,7 @@ func (d *Daemon) newBot(ctx context.Context, cfg *config.Repository) (*bot.Bot, 
 			return nil, nil, err
 		}
 		syncer = s
+		rep.overridable, _ = s.(massPruner)
 	}
 	images := cfg.Spec.Images
 	return bot.New(bot.Options{

@@ -386,6 +386,19 @@ func TestSyncEndpoint(t *testing.T) {
 		t.Errorf("sync without the token: %s", resp.Status)
 	}
 	resp.Body.Close()
+	// Lifting the prune limit takes the API token, not the webhook token.
+	for token, want := range map[string]int{"hook-token": http.StatusForbidden, apiToken: http.StatusOK} {
+		req, _ := http.NewRequest(http.MethodPost, w.daemon+"/api/v1/sync?allowMassPrune=true", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("allowMassPrune with %s: %s, want %d", token, resp.Status, want)
+		}
+	}
 }
 
 // writeConfig writes a repository config named demo for the git server's repository url,

@@ -153,20 +153,32 @@ func (d *Daemon) status(w http.ResponseWriter, _ *http.Request) {
 	_ = enc.Encode(st)
 }
 
-// syncNow (POST /api/v1/sync[?repository=NAME]) runs a reconcile of one repository, or of
-// all, now, and answers when it has finished (at most 2 minutes) with their statuses. It
-// needs the webhook token or the API token (Authorization: Bearer TOKEN).
+// syncNow (POST /api/v1/sync[?repository=NAME][&allowMassPrune=true]) runs a reconcile of
+// one repository, or of all, now, and answers when it has finished (at most 2 minutes) with
+// their statuses. It needs the webhook token or the API token (Authorization: Bearer
+// TOKEN); allowMassPrune, which lets this sync delete more than maxPruneFraction of the
+// inventory, needs the API token.
 func (d *Daemon) syncNow(w http.ResponseWriter, r *http.Request) {
-	if !(d.opts.WebhookToken != "" && tokenOK(r, d.opts.WebhookToken)) && !(d.opts.APIToken != "" && tokenOK(r, d.opts.APIToken)) {
+	api := d.opts.APIToken != "" && tokenOK(r, d.opts.APIToken)
+	if !api && !(d.opts.WebhookToken != "" && tokenOK(r, d.opts.WebhookToken)) {
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
 		return
 	}
 	name := r.URL.Query().Get("repository")
+	massPrune := r.URL.Query().Get("allowMassPrune") == "true"
+	if massPrune && !api {
+		http.Error(w, "allowMassPrune needs the API token", http.StatusForbidden)
+		return
+	}
 	d.mu.Lock()
 	var targets []*bot.Bot
 	for n, rb := range d.bots {
 		if name == "" || n == name {
 			targets = append(targets, rb.bot)
+			if massPrune && rb.sync != nil && rb.sync.overridable != nil {
+				rb.sync.overridable.AllowMassPruneOnce()
+				d.log.Warn("prune limit lifted for the next sync, by request", "repository", n)
+			}
 		}
 	}
 	d.mu.Unlock()

@@ -95,6 +95,12 @@ func (c *clusterSyncer) Sync(ctx context.Context, dir, revision string) error {
 	return err
 }
 
+// massPruner is a syncer whose prune limit can be lifted for one sync.
+type massPruner interface{ AllowMassPruneOnce() }
+
+// AllowMassPruneOnce lifts the prune limit for the next sync that prunes.
+func (c *clusterSyncer) AllowMassPruneOnce() { c.s.AllowMassPruneOnce() }
+
 // Stop ends the drift watcher.
 func (c *clusterSyncer) Stop() { c.s.Stop() }
 
@@ -114,9 +120,10 @@ type SyncStatus struct {
 // and rollout outcomes): metrics, the status, and a sync-failed notification when a failure
 // starts or changes (not again while a sync keeps failing the same way).
 type syncReport struct {
-	repo    string
-	notify  func(notify.Event)
-	metrics *loopMetrics
+	repo        string
+	notify      func(notify.Event)
+	metrics     *loopMetrics
+	overridable massPruner // the syncer, when it can lift its prune limit (nil: it cannot)
 
 	mu      gosync.Mutex
 	last    *ksync.Result

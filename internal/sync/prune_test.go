@@ -219,3 +219,41 @@ func TestProtectedKindsAndIgnore(t *testing.T) {
 		t.Fatal("the namespace was pruned")
 	}
 }
+
+// TestMassPruneOnce: the prune limit is lifted for one sync that prunes, then holds again.
+func TestMassPruneOnce(t *testing.T) {
+	c := cluster(t)
+	m := newManager(t, c.Config)
+	const ns = "prune-once"
+	nsDoc := "apiVersion: v1\nkind: Namespace\nmetadata: {name: " + ns + "}\n---\n"
+	ctx := ctxFor(t, time.Minute)
+	s := newSyncer(t, m, ksync.SyncerOptions{Name: "prune-once", Prune: true})
+	dir := t.TempDir()
+	sync := func(rev, body string) error {
+		t.Helper()
+		writeFiles(t, dir, map[string]string{"a.yaml": nsDoc + body})
+		_, err := s.SyncDir(ctx, rev, dir)
+		return err
+	}
+	if err := sync("rev1", configMaps(ns, "a", "b", "c", "d")); err != nil {
+		t.Fatal(err)
+	}
+	s.AllowMassPruneOnce()
+	if err := sync("rev1", configMaps(ns, "a", "b", "c", "d")); err != nil { // nothing to prune: not spent
+		t.Fatal(err)
+	}
+	if err := sync("rev2", configMaps(ns, "a")); err != nil {
+		t.Fatalf("with the override: %v", err)
+	}
+	for _, n := range []string{"b", "c", "d"} {
+		if get(t, cmGVR, ns, n) != nil {
+			t.Errorf("configmap %s survived the overridden prune", n)
+		}
+	}
+	if err := sync("rev3", configMaps(ns, "a", "e", "f", "g")); err != nil {
+		t.Fatal(err)
+	}
+	if err := sync("rev4", configMaps(ns, "a")); !errors.Is(err, ksync.ErrPruneLimit) {
+		t.Fatalf("after the override was spent: %v, want ErrPruneLimit", err)
+	}
+}

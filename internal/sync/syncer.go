@@ -118,10 +118,11 @@ type Syncer struct {
 	opts  SyncerOptions
 	watch *watcher
 
-	mu       stdsync.Mutex // one sync or correction at a time
-	desired  []*unstructured.Unstructured
-	revision string
-	last     *Result
+	mu            stdsync.Mutex // one sync or correction at a time
+	massPruneOnce bool          // AllowMassPruneOnce: the next prune may exceed MaxPruneFraction
+	desired       []*unstructured.Unstructured
+	revision      string
+	last          *Result
 
 	runMu  stdsync.Mutex
 	cancel context.CancelFunc
@@ -141,6 +142,14 @@ func NewSyncer(m *Manager, opts SyncerOptions) (*Syncer, error) {
 	s := &Syncer{m: m, opts: opts.withDefaults()}
 	s.watch = newWatcher(m, opts.Name, s.opts.DriftDebounce, s.opts.DriftMaxDelay, s.correct)
 	return s, nil
+}
+
+// AllowMassPruneOnce lets the next sync that has something to prune delete more than
+// MaxPruneFraction of the inventory: the explicit override of the guard, for one sync.
+func (s *Syncer) AllowMassPruneOnce() {
+	s.mu.Lock()
+	s.massPruneOnce = true
+	s.mu.Unlock()
 }
 
 // Last returns the result of the last sync or correction (nil before the first).
@@ -210,8 +219,12 @@ func (s *Syncer) reconcile(ctx context.Context, revision string, objs []*unstruc
 	} else {
 		keep := cur
 		if s.opts.Prune {
+			override := s.opts.AllowMassPrune || s.massPruneOnce
+			if len(minus(old, cur)) > 0 {
+				s.massPruneOnce = false // spent by the first sync that has something to prune
+			}
 			pcs, err := s.m.Prune(ctx, minus(old, cur), PruneOptions{Owner: s.opts.Name, Inventory: len(old),
-				MaxFraction: s.opts.MaxPruneFraction, Override: s.opts.AllowMassPrune, Kinds: s.opts.PruneKinds})
+				MaxFraction: s.opts.MaxPruneFraction, Override: override, Kinds: s.opts.PruneKinds})
 			res.Changes.Append(pcs)
 			for _, c := range pcs.Entries {
 				if c.Action == Failed {
