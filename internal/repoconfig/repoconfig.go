@@ -9,6 +9,7 @@ import (
 
 	"imagebot.dev/imagebot/internal/config"
 	"imagebot.dev/imagebot/internal/scan"
+	"imagebot.dev/imagebot/internal/scan/cloudauth"
 	"imagebot.dev/imagebot/internal/update"
 )
 
@@ -73,12 +74,14 @@ func Credentials(r *config.Repository) (map[string]scan.Credentials, error) {
 }
 
 // ScanOptions are the scanner's options from the registry settings of repos: the default
-// Docker keychain, spec.scan.platform and tagCap, and per host of spec.registries its rate
+// Docker keychain and the cloud registries' (scan/cloudauth: ECR, GCR/Artifact Registry,
+// ACR, from the workload identity the platform gives the pod), spec.scan.platform and tagCap, and per host of spec.registries its rate
 // limit, page size and plain HTTP. When several repositories set the same thing the last one
 // wins; the CA files of all of them are trusted (beside the system's). The caller adds what
 // is not in a config (Cache, Metrics, timeouts).
 func ScanOptions(repos ...*config.Repository) (scan.Options, error) {
-	opts := scan.Options{Keychain: authn.DefaultKeychain, Hosts: map[string]scan.HostOptions{}}
+	opts := scan.Options{Keychain: authn.NewMultiKeychain(authn.DefaultKeychain, cloudauth.Keychain()),
+		Hosts: map[string]scan.HostOptions{}}
 	var caFiles []string
 	for _, r := range repos {
 		if p := r.Spec.Scan.Platform; p != "" {

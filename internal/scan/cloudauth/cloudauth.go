@@ -25,7 +25,7 @@
 // silenced).
 //
 // This package is separate from scan so that scan does not carry the AWS and Azure SDKs;
-// the daemon imports it to build Options.Keychain.
+// internal/repoconfig adds it to the scanner's Options.Keychain (for the daemon and the CLI).
 package cloudauth
 
 import (
