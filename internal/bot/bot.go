@@ -70,6 +70,8 @@ type Bot struct {
 	mu       sync.Mutex
 	watching map[string]name.Repository // watch id → repository
 	status   Status
+
+	seen seenTags // build times of the tags run and chosen, for tags later deleted
 }
 
 // New returns a Bot; Start runs it.
@@ -356,7 +358,7 @@ func (b *Bot) decideOne(ctx context.Context, t update.Target, ref name.Reference
 	if !ok {
 		return nil, errWaiting
 	}
-	c, err := Choose(t, res, b.opts.Now())
+	c, err := b.chooseFrom(t, res)
 	if err != nil {
 		return nil, err
 	}

@@ -99,7 +99,7 @@ func (b *Bot) choose(ctx context.Context, t update.Target) (*Choice, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %s (the daemon scans the images of automated workloads only; release a given image instead)", ErrNotScanned, repo)
 	}
-	return Choose(t, res, b.opts.Now())
+	return b.chooseFrom(t, res)
 }
 
 // releaseMessage: "Release my-demo/fluxdemo flask to develop-v1.8.1 (by alice)" (or

@@ -114,7 +114,12 @@
 // if the registry no longer lists it, and Select keeps it unless a candidate
 // ranks strictly above it (a tie keeps it: no churn between "1.10" and
 // "1.10.0"). For order=created, pass its build time in the current Candidate
-// when the registry no longer has it. A current tag that does not pass the
+// when the registry no longer has it (imagebot's bot remembers the build times
+// of the tags it has seen). When that time is unknown too, Select keeps the
+// current tag and its Reason says so: a tag deleted from the registry is no
+// reason to move backwards, and only a person (a release) moves it then.
+// Orders that rank the tag's name (semver, alphabetical, numerical, extracted
+// values) need no build time for it. A current tag that does not pass the
 // policy is not ranked, so changing the policy (or excluding a broken release
 // with exclude=) moves the workload to the policy's best tag: a workload
 // running 1.3.0 whose policy becomes semver:~1.2 moves to the best 1.2.x.

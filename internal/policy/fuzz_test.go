@@ -110,6 +110,11 @@ func FuzzSelect(f *testing.F) {
 			if res.Tag == current || !p.Match(res.Tag) {
 				t.Fatalf("changed to %q (current %q), which the policy does not match", res.Tag, current)
 			}
+			if current != "" && p.order.kind == orderCreated && p.needTime && p.Match(current) {
+				if _, ok := ref.key(curC, cands); !ok {
+					t.Fatalf("moved from %q, whose build time is unknown, to %q", current, res.Tag)
+				}
+			}
 			if ck, ok := ref.key(curC, cands); ok && current != "" {
 				nk, _ := ref.key(Candidate{Tag: res.Tag}, cands)
 				if ref.cmp(nk, ck) <= 0 {

@@ -41,6 +41,16 @@ type Result struct {
 // scanner need not fetch image configs at all.
 func (p *Policy) NeedsBuildTime() bool { return p.needTime }
 
+// Literal returns the one tag the policy can choose when its filter is a
+// literal glob ("latest", "glob:stable"), which follows a mutable tag: ok is
+// false for any other filter, or when the policy excludes that tag.
+func (p *Policy) Literal() (tag string, ok bool) {
+	if p.filter != filterGlob || !p.glob.lit || !p.Match(p.glob.pat) {
+		return "", false
+	}
+	return p.glob.pat, true
+}
+
 // Match reports whether tag passes the policy: the "latest" rule, the filter,
 // the exclusions, and, for orders that rank a value parsed from the tag (or
 // from the part a template extracts), that the value parses. Build time and
@@ -75,9 +85,11 @@ func (p *Policy) Filter(tags []string) []string {
 // the current tag passes the policy it is ranked, whether or not it is still
 // among the candidates, and kept unless a candidate ranks strictly above it.
 // For order=created, its build time is current.Created when set, else the
-// candidates' entry for it; when neither is known and the tag is among the
-// candidates it is kept (a candidate cannot be shown newer), and when it is
-// absent too it is not ranked. A current tag that does not pass the policy
+// candidates' entry for it; when neither is known it is kept, whether or not
+// it is among the candidates: no candidate can be shown to be newer, and a
+// tag deleted from the registry is no reason to move backwards (the caller
+// passes the build time it remembers in current.Created, or a person releases
+// a tag by hand). A current tag that does not pass the policy
 // (another line of tags, an excluded tag, "latest") is not ranked: the best
 // candidate is chosen.
 //
@@ -181,7 +193,9 @@ func (p *Policy) decide(res Result, best *Candidate, bestKey *key, current Candi
 				}
 				return keep(fmt.Sprintf("keeping current tag %s: its build time is unknown, so %s cannot be shown to be newer", current.Tag, what))
 			}
-			curNote = fmt.Sprintf("current tag %s is not in the registry and its build time was not given", current.Tag)
+			// Gone from the registry and its build time unknown: no candidate can be
+			// shown to rank above it, and moving could be a downgrade.
+			return keep(fmt.Sprintf("keeping current tag %s: it is gone from the registry and its build time is unknown, so no candidate can be shown to be newer (moving could be a downgrade); release a tag by hand to move", current.Tag))
 		default:
 			curRanked = true
 		}

@@ -241,8 +241,20 @@ func TestSelectNoDowngrade(t *testing.T) {
 			cands: []Candidate{built("dev-a", 5), built("dev-c", 20), built("dev-d", 21)}, current: cur("dev-c"), want: "dev-d", changed: true},
 		{name: "created: absent current with known time", spec: "glob:dev-*",
 			cands: []Candidate{built("dev-a", 5)}, current: built("dev-gone", 9), want: "dev-gone"},
+		{name: "created: absent current with known time, newer candidate", spec: "glob:dev-*",
+			cands: []Candidate{built("dev-a", 5), built("dev-b", 12)}, current: built("dev-gone", 9), want: "dev-b", changed: true, reason: "ranks above current tag dev-gone"},
+		// A deployed tag deleted from the registry, whose build time nobody remembers:
+		// moving to the best remaining tag could be a downgrade, so it is kept.
 		{name: "created: absent current, unknown time", spec: "glob:dev-*",
-			cands: []Candidate{built("dev-a", 5)}, current: cur("dev-gone"), want: "dev-a", changed: true, reason: "build time was not given"},
+			cands: []Candidate{built("dev-a", 5)}, current: cur("dev-gone"), want: "dev-gone", reason: "gone from the registry and its build time is unknown"},
+		{name: "created: absent current, unknown time, no candidate", spec: "regex:^dev-",
+			current: cur("dev-gone"), want: "dev-gone", reason: "release a tag by hand"},
+		{name: "created: absent current, unknown time, min-age", spec: "glob:dev-*;min-age=2h",
+			cands: []Candidate{built("dev-a", 5), built("dev-b", 99)}, current: cur("dev-gone"), want: "dev-gone", young: []string{"dev-b"}},
+		{name: "semver: absent current needs no build time", spec: "semver:^1;min-age=1h",
+			cands: []Candidate{built("1.0.0", 5), built("1.2.0", 6)}, current: cur("1.1.0"), want: "1.2.0", changed: true},
+		{name: "literal glob: absent current is ranked without a time", spec: "glob:stable",
+			current: cur("stable"), want: "stable", reason: "no candidate passes"},
 		{name: "created: present current, unknown time", spec: "glob:dev-*",
 			cands: []Candidate{built("dev-a", 5), {Tag: "dev-c"}}, current: cur("dev-c"), want: "dev-c", missing: []string{"dev-c"}, reason: "cannot be shown to be newer"},
 		{name: "current on another line moves", spec: "glob:dev-*",
@@ -281,6 +293,21 @@ func TestSelectErrors(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), `"semver:^9"`) {
 		t.Errorf("error %q does not name the policy", err)
+	}
+}
+
+func TestLiteral(t *testing.T) {
+	for spec, want := range map[string]string{
+		"glob:latest": "latest", "stable": "stable", "glob:stable;exclude=x": "stable",
+		"glob:stable;exclude=st*": "", "glob:v*": "", `glob:a\*`: "", "semver:1.0.0": "", "regex:^stable$": "",
+	} {
+		p, err := Parse(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := p.Literal(); got != want || ok != (want != "") {
+			t.Errorf("%s: Literal() = %q, %v; want %q", spec, got, ok, want)
+		}
 	}
 }
 
