@@ -3,10 +3,13 @@ package update
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"sigs.k8s.io/kustomize/kyaml/yaml"
@@ -81,13 +84,36 @@ func FuzzEdit(f *testing.F) {
 			if !errors.As(err, &ee) {
 				t.Fatalf("error is not an EditError: %v", err)
 			}
+			// Find and the editor apply the same rules: a value the editor refuses as
+			// unsupported was flagged by Find (EditErr), and one Find flagged is refused.
+			if errors.Is(err, ErrUnsupported) && !anyEditErr(ds) {
+				t.Fatalf("editor refused a target Find called editable: %v", err)
+			}
 			if out != nil {
 				t.Fatal("output returned with an error")
 			}
 			return
 		}
+		for _, d := range ds {
+			if d.Target.EditErr != nil && d.Target.Image != d.Image.String() {
+				for _, c := range changes {
+					if c.Line == d.Target.Line && c.Old == d.Target.Image {
+						t.Fatalf("a target with EditErr (%v) was edited", d.Target.EditErr)
+					}
+				}
+			}
+		}
 		checkEdit(t, fd, data, out, targets, changes)
 	})
+}
+
+func anyEditErr(ds []Decision) bool {
+	for _, d := range ds {
+		if d.Target.EditErr != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // checkEdit checks an edit independently of the editor's own verification.
@@ -168,10 +194,180 @@ func checkEdit(t *testing.T, fd *Finder, before, after []byte, targets []Target,
 			t.Fatalf("target %s reads %s, want %s", tg.ID(), after2[i].Image, want)
 		}
 	}
-	var da, db yaml.Node
-	if yaml.Unmarshal(before, &da) == nil && yaml.Unmarshal(after, &db) == nil && da.Kind != db.Kind {
-		t.Fatal("document kind changed")
+	// 3. parse(before) and parse(after) differ only at the edited scalars: every node has
+	// the same kind, tag, value, style, anchor, comments, line and column, except that an
+	// edited scalar reads its new value as a string (a plain one may become double-quoted,
+	// and a plain number, tag: 1.19, a string)
+	// and the nodes after an edited scalar on its line move by what it grew or shrank.
+	edited := map[[2]int]string{} // line, column in before -> new value
+	for _, c := range changes {
+		tg := findTarget(targets, c)
+		for _, fc := range c.Fields {
+			for _, fl := range tg.Fields {
+				if fl.Path == fc.Path {
+					edited[[2]int{fl.Line, fl.Column}] = fc.New
+				}
+			}
+		}
 	}
+	if err := sameButEdited(before, after, edited); err != nil {
+		t.Fatalf("%v\n--- before\n%s\n--- after\n%s", err, before, after)
+	}
+}
+
+// parseDocs decodes every document of data with yaml.v3.
+func parseDocs(data []byte) ([]*yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var docs []*yaml.Node
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			return docs, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		docs = append(docs, &n)
+	}
+}
+
+// sameButEdited compares the node trees of before and after, node by node, independently
+// of the editor's own verification. edited maps the line and column (in before) of each
+// edited scalar to its new value.
+func sameButEdited(before, after []byte, edited map[[2]int]string) error {
+	da, err := parseDocs(before)
+	if err != nil {
+		return nil // the editor only edits files that parse; FindBytes found targets in a partial parse
+	}
+	db, err := parseDocs(after)
+	if err != nil {
+		return fmt.Errorf("the edited file does not parse: %v", err)
+	}
+	if len(da) != len(db) {
+		return fmt.Errorf("%d documents before, %d after", len(da), len(db))
+	}
+	c := nodeCompare{edited: edited, shift: map[[2]int]int{}, seen: map[[2]int]bool{}, lineGrowth: map[int]int{}}
+	// After the last edited scalar of a line, nodes move by what the whole line grew.
+	la, lb := newLineIndex(before), newLineIndex(after)
+	for pos := range edited {
+		if pos[0] <= len(la.start) && pos[0] <= len(lb.start) {
+			c.lineGrowth[pos[0]] = lineRunes(lb, pos[0]) - lineRunes(la, pos[0])
+		}
+	}
+	for i := range da {
+		if err := c.same(da[i], db[i]); err != nil {
+			return fmt.Errorf("document %d: %v", i, err)
+		}
+	}
+	for pos := range edited {
+		if !c.seen[pos] {
+			return fmt.Errorf("edited scalar at %d:%d not found in the tree", pos[0], pos[1])
+		}
+	}
+	return nil
+}
+
+// lineRunes counts the characters of a 1-based line, its break excluded.
+func lineRunes(li *lineIndex, line int) int {
+	start := li.start[line-1]
+	return utf8.RuneCount(li.data[start:lineEnd(li.data, start)])
+}
+
+type nodeCompare struct {
+	edited     map[[2]int]string
+	lineGrowth map[int]int // edited line -> characters after - before
+	// shift records, per line and edited column, how far the nodes after that edited
+	// scalar moved: all of them must move by the same amount.
+	shift map[[2]int]int
+	seen  map[[2]int]bool
+}
+
+// wantShift checks that a node at line:col (before) is at line:col2 (after): unmoved
+// before the first edited scalar of its line, else moved by the same amount as every other
+// node after the same edited scalar.
+func (c *nodeCompare) wantShift(line, col, col2 int) error {
+	last := 0 // column of the last edited scalar before col on this line
+	for pos := range c.edited {
+		if pos[0] == line && pos[1] < col && pos[1] > last {
+			last = pos[1]
+		}
+	}
+	if last == 0 {
+		if col != col2 {
+			return fmt.Errorf("node at %d:%d moved to column %d, before any edited value", line, col, col2)
+		}
+		return nil
+	}
+	key := [2]int{line, last}
+	lastOnLine := true
+	for pos := range c.edited {
+		if pos[0] == line && pos[1] > last {
+			lastOnLine = false
+		}
+	}
+	if g, ok := c.lineGrowth[line]; ok && lastOnLine && col2-col != g {
+		return fmt.Errorf("node at %d:%d moved by %d, the line grew by %d", line, col, col2-col, g)
+	}
+	if d, ok := c.shift[key]; ok && d != col2-col {
+		return fmt.Errorf("node at %d:%d moved by %d, others after the value at column %d by %d", line, col, col2-col, last, d)
+	}
+	c.shift[key] = col2 - col
+	return nil
+}
+
+func (c *nodeCompare) same(a, b *yaml.Node) error {
+	if a == nil || b == nil {
+		if a != b {
+			return errors.New("node added or removed")
+		}
+		return nil
+	}
+	at := fmt.Sprintf("node at %d:%d", a.Line, a.Column)
+	if a.Kind != b.Kind || len(a.Content) != len(b.Content) {
+		return fmt.Errorf("%s changed shape", at)
+	}
+	if a.Anchor != b.Anchor || a.HeadComment != b.HeadComment || a.LineComment != b.LineComment || a.FootComment != b.FootComment {
+		return fmt.Errorf("%s: anchor or comments changed", at)
+	}
+	if a.Line != b.Line {
+		return fmt.Errorf("%s moved to line %d", at, b.Line)
+	}
+	// An edited scalar's own column does not move either: what precedes it is unchanged.
+	pos := [2]int{a.Line, a.Column}
+	if nv, ok := c.edited[pos]; ok && a.Kind == yaml.ScalarNode {
+		c.seen[pos] = true
+		if err := c.wantShift(a.Line, a.Column, b.Column); err != nil {
+			return err
+		}
+		if b.Value != nv || b.ShortTag() != "!!str" {
+			return fmt.Errorf("%s reads %q (%s), want %q", at, b.Value, b.ShortTag(), nv)
+		}
+		if a.Style != b.Style && !(a.Style == 0 && b.Style == yaml.DoubleQuotedStyle) {
+			return fmt.Errorf("%s changed style from %v to %v", at, a.Style, b.Style)
+		}
+		return nil
+	}
+	if err := c.wantShift(a.Line, a.Column, b.Column); err != nil {
+		return err
+	}
+	if a.Value != b.Value || a.Tag != b.Tag || a.Style != b.Style {
+		return fmt.Errorf("%s changed from %q (%s, style %v) to %q (%s, style %v)", at, a.Value, a.Tag, a.Style, b.Value, b.Tag, b.Style)
+	}
+	if a.Kind == yaml.AliasNode {
+		if (a.Alias == nil) != (b.Alias == nil) {
+			return fmt.Errorf("%s: alias changed", at)
+		}
+		if a.Alias != nil && (a.Alias.Line != b.Alias.Line || a.Alias.Anchor != b.Alias.Anchor) {
+			return fmt.Errorf("%s: alias now refers to %d:%d", at, b.Alias.Line, b.Alias.Column)
+		}
+	}
+	for i := range a.Content {
+		if err := c.same(a.Content[i], b.Content[i]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // trailingAfterValue is what follows a scalar on its line: from the comment (or the line
