@@ -640,3 +640,36 @@ func TestPushFinishesAfterCancel(t *testing.T) {
 		t.Errorf("the server has %s, the result says %s", head.Hash, res.Commit)
 	}
 }
+
+// TestRevertKnownToAFreshDataDir: the record of what imagebot pushed is read back from the
+// branch by a Repo with an empty data dir (a new pod, another replica), so a human's revert
+// commit is still a pin there; a human's own image change is not taken for imagebot's.
+func TestRevertKnownToAFreshDataDir(t *testing.T) {
+	w := newWorld(t, seed(t))
+	const file = "apps/flask.yaml"
+	const old, new = "registry.example.com/team/flaskapp:develop-v1.8.0", "registry.example.com/team/flaskapp:develop-v1.8.1"
+	r := w.open(t, t.TempDir(), nil)
+	if res, err := r.Update(ctxT(t), setImage("flask", new)); err != nil || res.Commit.IsZero() {
+		t.Fatal(res, err)
+	}
+	pushed, err := testenv.ReadFile(w.path, "main", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A human reverts it, and changes nginx by hand.
+	human := strings.Replace(strings.Replace(pushed, new, old, 1), "nginx:1.16", "nginx:1.17", 1)
+	if _, err := testenv.CommitFiles(w.path, "main", map[string]string{file: human}, "Revert flask; nginx 1.17"); err != nil {
+		t.Fatal(err)
+	}
+	fresh := w.open(t, t.TempDir(), nil)
+	if _, err := fresh.Checkout(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	fluxdemo := update.Workload{Kind: "Deployment", Namespace: "my-demo", Name: "fluxdemo"}
+	if !fresh.Reverted(file, fluxdemo, "flask", old, new) {
+		t.Error("a fresh data dir does not know imagebot's reverted update")
+	}
+	if fresh.Reverted(file, fluxdemo, "nginx", "nginx:1.16", "nginx:1.17") {
+		t.Error("a human's image change was taken for imagebot's")
+	}
+}

@@ -59,8 +59,11 @@ type Repo struct {
 	tmpl *messageTemplate
 
 	mu     sync.Mutex // held by every operation on the mirror and working tree
-	histMu sync.Mutex // guards the push history file
-	repo   *gogit.Repository
+	histMu sync.Mutex // guards the push history file and rebuilt
+	// rebuilt: the history has had the branch's own record of imagebot's commits added
+	// (once per process; see rebuildHistory).
+	rebuilt bool
+	repo    *gogit.Repository
 	// lastFetch and lastHead are the last successful fetch: Update does not fetch again
 	// within reuseFetch of it (its push is conditional on the remote head anyway).
 	lastFetch time.Time
