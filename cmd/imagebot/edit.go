@@ -21,7 +21,7 @@ import (
 
 // editTarget is where an editing command works, from its flags.
 type editTarget struct {
-	dir, url, tokenFile, repository, user string
+	dir, url, tokenFile, repository, user, config string
 }
 
 func (e *editTarget) flags(cmd *cobra.Command) {
@@ -29,7 +29,8 @@ func (e *editTarget) flags(cmd *cobra.Command) {
 	f.StringVar(&e.dir, "path", ".", "edit this local checkout (the commit is yours)")
 	f.StringVar(&e.url, "daemon", "", "edit through the daemon at this URL, which commits and pushes (default $IMAGEBOT_URL unless --path is given)")
 	f.StringVar(&e.tokenFile, "token-file", os.Getenv("IMAGEBOT_TOKEN_FILE"), "with the daemon: file holding its API token, from its --api-token-file (default $IMAGEBOT_TOKEN_FILE)")
-	f.StringVar(&e.repository, "repository", "", "with the daemon: the repository to edit (needed when it has several)")
+	f.StringVar(&e.repository, "repository", "", "the repository to edit, of the daemon or of --config (needed when there are several)")
+	configFlag(cmd, &e.config)
 	f.StringVar(&e.user, "user", os.Getenv("USER"), "who asks: named in the daemon's commit message (and lock's locked_user)")
 }
 
@@ -39,19 +40,27 @@ func (e *editTarget) remote(cmd *cobra.Command) (bool, error) {
 	switch {
 	case f.Changed("daemon") && f.Changed("path"):
 		return false, usagef("give --daemon or --path, not both")
+	case f.Changed("daemon") && f.Changed("config"):
+		return false, usagef("--config is for a local checkout (--path): the daemon uses its own config")
 	case f.Changed("daemon"):
 		if e.url == "" {
 			return false, usagef("--daemon: give the daemon's URL")
 		}
 		return true, nil
-	case !f.Changed("path") && os.Getenv("IMAGEBOT_URL") != "":
+	case !f.Changed("path") && !f.Changed("config") && os.Getenv("IMAGEBOT_URL") != "":
 		e.url = os.Getenv("IMAGEBOT_URL")
 		return true, nil
-	case f.Changed("repository"), f.Changed("token-file"):
-		return false, usagef("--repository and --token-file are for the daemon: give --daemon URL (or set $IMAGEBOT_URL)")
+	case f.Changed("token-file"):
+		return false, usagef("--token-file is for the daemon: give --daemon URL (or set $IMAGEBOT_URL)")
+	case f.Changed("repository") && !f.Changed("config"):
+		return false, usagef("--repository is for the daemon or --config: give --daemon URL (or set $IMAGEBOT_URL), or --config FILE")
 	}
 	return false, nil
 }
+
+// checkout is how the local checkout is read and automated: as the daemon does with
+// --config, else with the defaults.
+func (e *editTarget) checkout() (*checkout, error) { return loadCheckout(e.config, e.repository) }
 
 // post sends an edit to the daemon and prints what it did: the changes and the commit, the
 // diff of a dry run, or that there was nothing to change.

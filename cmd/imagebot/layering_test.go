@@ -9,7 +9,8 @@ import (
 
 // TestLayering keeps the packages' dependencies in their lanes (DESIGN.md): policy and
 // update are pure (no cluster, no git, no network), scan leaves client-go and the cloud
-// SDKs to the daemon and scan/cloudauth.
+// SDKs to the daemon and scan/cloudauth, repoconfig (the daemon's and the CLI's) needs no
+// cluster.
 func TestLayering(t *testing.T) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -27,6 +28,9 @@ func TestLayering(t *testing.T) {
 		{pkg: "update", forbidden: append([]string{"github.com/go-git/"}, cluster...)},
 		{pkg: "scan", forbidden: append([]string{"github.com/go-git/", "github.com/aws/", "github.com/Azure/",
 			"github.com/awslabs/", "github.com/chrismellard/", "cloud.google.com/"}, cluster...)},
+		// repoconfig is shared by the daemon and the CLI's commands on a checkout, which
+		// must work without a cluster.
+		{pkg: "repoconfig", forbidden: cluster},
 	} {
 		pkg := "imagebot.dev/imagebot/internal/" + tc.pkg
 		out, err := exec.Command(goBin, "list", "-deps", pkg).Output()

@@ -47,7 +47,7 @@ func exitCode(err error) int {
 		case http.StatusConflict:
 			return exitRefused
 		}
-	case errors.Is(err, update.ErrWorkloadNotFound), errors.Is(err, bot.ErrNoContainer), errors.Is(err, update.ErrUnknownContainer):
+	case errors.Is(err, errNoRepository), errors.Is(err, update.ErrWorkloadNotFound), errors.Is(err, bot.ErrNoContainer), errors.Is(err, update.ErrUnknownContainer):
 		return exitNotFound
 	case errors.Is(err, bot.ErrLocked), errors.Is(err, update.ErrAmbiguous):
 		return exitRefused

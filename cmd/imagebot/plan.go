@@ -1,73 +1,63 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
 	"imagebot.dev/imagebot/internal/bot"
 	"imagebot.dev/imagebot/internal/daemon"
-	"imagebot.dev/imagebot/internal/scan"
 	"imagebot.dev/imagebot/internal/update"
 )
 
 func newPlan() *cobra.Command {
-	var dir string
+	var dir, configFile, repository string
 	cmd := &cobra.Command{
-		Use:   "plan [--path DIR]",
+		Use:   "plan [--path DIR] [--config FILE [--repository NAME]]",
 		Short: "Show, as a diff, what the next cycle would commit in a checkout (scans the registries)",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var f update.Finder
-			res, err := f.Find(cmd.Context(), dir)
+			co, err := loadCheckout(configFile, repository)
 			if err != nil {
 				return err
 			}
+			stderr := cmd.ErrOrStderr()
+			fmt.Fprintln(stderr, co.describe())
+			res, err := co.finder.Find(cmd.Context(), dir)
+			if err != nil {
+				return err
+			}
+			for _, p := range res.Problems {
+				fmt.Fprintln(stderr, "warning:", p.Error())
+			}
 			var ds []update.Decision
-			sc := scan.New(scan.Options{Keychain: authn.DefaultKeychain})
 			for _, t := range res.Targets {
 				if !bot.Automatable(t) {
 					continue
 				}
-				c, err := choose(cmd.Context(), sc, t)
-				if err != nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "%s %s: %v\n", t.Workload, t.Container, err)
+				if why := co.excluded(t); why != "" {
+					fmt.Fprintf(stderr, "%s %s: skipped: %s\n", t.Workload, t.Container, why)
 					continue
 				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "%s %s: %s\n", t.Workload, t.Container, c.Result.Reason)
+				c, err := co.choose(cmd.Context(), t)
+				if err != nil {
+					fmt.Fprintf(stderr, "%s %s: %v\n", t.Workload, t.Container, err)
+					continue
+				}
+				fmt.Fprintf(stderr, "%s %s: %s\n", t.Workload, t.Container, c.Result.Reason)
 				if c.Result.Changed {
 					ds = append(ds, update.Decision{Target: t, Image: c.Next})
 				}
 			}
-			return showOrApply(cmd, &f, dir, ds, true)
+			return showOrApply(cmd, co.finder, dir, ds, true)
 		},
 	}
 	cmd.Flags().StringVar(&dir, "path", ".", "the checkout")
+	configFlag(cmd, &configFile)
+	repositoryFlag(cmd, &repository)
 	return cmd
-}
-
-// choose scans t's repository for what its policy needs and applies the policy.
-func choose(ctx context.Context, sc *scan.Scanner, t update.Target) (*bot.Choice, error) {
-	ref, err := name.ParseReference(t.Image)
-	if err != nil {
-		return nil, err
-	}
-	need, err := bot.Need(t)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	res, err := sc.Scan(ctx, ref.Context(), need)
-	if err != nil {
-		return nil, err
-	}
-	return bot.Choose(t, res, time.Now())
 }
 
 // showOrApply prints the diff of decisions (dryRun) or writes them to the checkout.
@@ -127,20 +117,20 @@ func newRelease() *cobra.Command {
 				return where.post(cmd, "/api/v1/release", daemon.ReleaseRequest{Repository: where.repository, Workload: workload,
 					Container: container, Image: image, AllImages: all, DryRun: dryRun, Force: force, User: where.user})
 			}
-			var f update.Finder
-			res, err := f.Find(cmd.Context(), where.dir)
+			co, err := where.checkout()
 			if err != nil {
 				return err
 			}
-			sc := scan.New(scan.Options{Keychain: authn.DefaultKeychain})
+			res, err := co.finder.Find(cmd.Context(), where.dir)
+			if err != nil {
+				return err
+			}
 			rel := bot.Release{Workload: w, Container: container, Image: want, Force: force}
-			ds, err := rel.Decide(cmd.Context(), res.Targets, func(ctx context.Context, t update.Target) (*bot.Choice, error) {
-				return choose(ctx, sc, t)
-			})
+			ds, err := rel.Decide(cmd.Context(), res.Targets, co.choose)
 			if err != nil {
 				return err
 			}
-			return showOrApply(cmd, &f, where.dir, ds, dryRun)
+			return showOrApply(cmd, co.finder, where.dir, ds, dryRun)
 		},
 	}
 	where.flags(cmd)

@@ -18,14 +18,17 @@ import (
 // directory). The editing commands are in edit.go.
 
 func newListWorkloads() *cobra.Command {
-	var dir, output string
+	var dir, output, configFile, repository string
 	cmd := &cobra.Command{
-		Use:   "list-workloads",
+		Use:   "list-workloads [--path DIR] [--config FILE [--repository NAME]]",
 		Short: "List the workloads and containers of a checkout, with their automation settings",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var f update.Finder
-			res, err := f.Find(cmd.Context(), dir)
+			co, err := loadCheckout(configFile, repository)
+			if err != nil {
+				return err
+			}
+			res, err := co.finder.Find(cmd.Context(), dir)
 			if err != nil {
 				return err
 			}
@@ -37,10 +40,12 @@ func newListWorkloads() *cobra.Command {
 					File, Workload, Container, Image, Policy string
 					Automated, Locked                        bool
 					LockedMsg                                string `json:",omitempty"`
+					// Excluded says why the config's spec.images leaves the image out.
+					Excluded string `json:",omitempty"`
 				}
 				rows := []row{}
 				for _, t := range res.Targets {
-					rows = append(rows, row{t.File, t.Workload.String(), t.Container, t.Image, t.Policy, t.Automated, t.Locked, t.LockedMsg})
+					rows = append(rows, row{t.File, t.Workload.String(), t.Container, t.Image, t.Policy, t.Automated, t.Locked, t.LockedMsg, co.excluded(t)})
 				}
 				return printStructured(cmd, output, rows)
 			}
@@ -58,6 +63,8 @@ func newListWorkloads() *cobra.Command {
 					}
 				case t.PolicyErr != nil:
 					status = "invalid policy"
+				case t.Automated && co.excluded(t) != "":
+					status = "excluded by spec.images"
 				case t.Automated:
 					status = "automated"
 				}
@@ -72,6 +79,8 @@ func newListWorkloads() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&dir, "path", ".", "the checkout to read")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, json or yaml")
+	configFlag(cmd, &configFile)
+	repositoryFlag(cmd, &repository)
 	return cmd
 }
 
@@ -121,8 +130,11 @@ func newAnnotate(use, short string, set func(e *update.AnnotationEdit, cmd *cobr
 				return where.post(cmd, "/api/v1/annotate", daemon.AnnotateRequest{Repository: where.repository, Workload: workload,
 					Automated: edit.Automated, Locked: edit.Locked, Message: edit.LockedMsg, User: where.user, Tags: edit.Tags})
 			}
-			var f update.Finder
-			cs, err := f.Annotate(cmd.Context(), where.dir, edit)
+			co, err := where.checkout()
+			if err != nil {
+				return err
+			}
+			cs, err := co.finder.Annotate(cmd.Context(), where.dir, edit)
 			if err != nil {
 				return err
 			}
