@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -182,12 +183,21 @@ func (d Duration) Or(def time.Duration) time.Duration {
 
 // MatchImage reports whether an image repository ("host/path") matches a glob of
 // spec.images: "*" matches any run of characters ("/" included), "?" any one character.
+// Docker Hub's repositories, named "index.docker.io/…" once parsed, match as "docker.io/…"
+// too, the way people write them.
 func MatchImage(glob, repo string) bool {
+	if rest, ok := strings.CutPrefix(repo, "index.docker.io/"); ok && matchGlob(glob, "docker.io/"+rest) {
+		return true
+	}
+	return matchGlob(glob, repo)
+}
+
+func matchGlob(glob, repo string) bool {
 	for len(glob) > 0 {
 		switch glob[0] {
 		case '*':
 			for i := len(repo); i >= 0; i-- {
-				if MatchImage(glob[1:], repo[i:]) {
+				if matchGlob(glob[1:], repo[i:]) {
 					return true
 				}
 			}

@@ -119,7 +119,9 @@ func TestMatchImage(t *testing.T) {
 	}{
 		{"127.0.0.1:*", "127.0.0.1:5000/team/app", true},
 		{"*/team/*", "registry.example.com/team/app", true},
-		{"docker.io/library/*", "index.docker.io/library/nginx", false},
+		{"docker.io/library/*", "index.docker.io/library/nginx", true}, // as written, as parsed
+		{"index.docker.io/library/*", "index.docker.io/library/nginx", true},
+		{"docker.io/*", "mirror.example.com/docker.io/nginx", false},
 		{"registry.example.com/team/ap?", "registry.example.com/team/app", true},
 		{"registry.example.com/team/ap?", "registry.example.com/team/apps", false},
 		{"", "x", false},
