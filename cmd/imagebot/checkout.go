@@ -146,6 +146,9 @@ func (c *checkout) choose(ctx context.Context, t update.Target) (*bot.Choice, er
 		return nil, err
 	}
 	need.Credentials = c.creds[ref.Context().RegistryStr()]
+	if c.repo != nil {
+		need.TagCap = c.repo.Spec.Scan.TagCap
+	}
 	if c.sc == nil {
 		c.sc = scan.New(c.opts)
 	}

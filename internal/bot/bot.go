@@ -45,6 +45,8 @@ type Options struct {
 	// scheduler's default); ImageInterval may override it per image.
 	ScanInterval  time.Duration
 	ImageInterval func(repo string) time.Duration
+	// TagCap is the most tags one of this repository's images may list (0: the scanner's).
+	TagCap int
 	// Include, when set, says whether an image repository ("host/path") is automated.
 	Include func(repo string) bool
 	// GitInterval is the longest time between two reconciles (default 1m).
@@ -304,6 +306,7 @@ func (b *Bot) watch(ctx context.Context, targets []update.Target) {
 			continue
 		}
 		need.Credentials = b.credentials(ctx, t, ref.Context())
+		need.TagCap = b.opts.TagCap
 		repo := ref.Context()
 		interval := b.opts.ScanInterval
 		if b.opts.ImageInterval != nil {

@@ -392,7 +392,7 @@ func (d *Daemon) newBot(ctx context.Context, cfg *config.Repository) (*bot.Bot, 
 		Finder: repoconfig.Finder(cfg),
 		Notify: notifier.Notify, OnStatus: d.loops.observe,
 		Name: cfg.Metadata.Name, Repo: repo, Scheduler: d.sched, Syncer: syncer, Credentials: creds, PullSecrets: d.opts.PullSecrets,
-		ScanInterval: cfg.Spec.Scan.Interval.Duration, GitInterval: g.Interval.Or(time.Minute),
+		ScanInterval: cfg.Spec.Scan.Interval.Duration, TagCap: cfg.Spec.Scan.TagCap, GitInterval: g.Interval.Or(time.Minute),
 		Include: repoconfig.Include(cfg),
 		ImageInterval: func(repo string) time.Duration {
 			for _, iv := range images.Intervals {

@@ -2,7 +2,7 @@
 // automate it: the update.Finder (spec.git.paths, spec.markers), the image filter
 // (spec.images.include/exclude), the registry credentials (spec.registries[].dockerConfigFile)
 // and the scanner's options (spec.registries[] hosts, limits, page sizes, insecure, caFile;
-// spec.scan.platform and tagCap).
+// spec.scan.platform; spec.scan.tagCap goes to each scan's Need, per repository).
 //
 // The daemon and the CLI's commands on a local checkout (plan, release, list-workloads with
 // --config) both build their parts here, so that what the CLI shows is what the daemon

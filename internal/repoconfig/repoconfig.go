@@ -75,8 +75,9 @@ func Credentials(r *config.Repository) (map[string]scan.Credentials, error) {
 
 // ScanOptions are the scanner's options from the registry settings of repos: the default
 // Docker keychain and the cloud registries' (scan/cloudauth: ECR, GCR/Artifact Registry,
-// ACR, from the workload identity the platform gives the pod), spec.scan.platform and tagCap, and per host of spec.registries its rate
-// limit, page size and plain HTTP. When several repositories set the same thing the last one
+// ACR, from the workload identity the platform gives the pod), spec.scan.platform, and per
+// host of spec.registries its rate limit, page size and plain HTTP. (spec.scan.tagCap is
+// per repository: it goes to each scan's Need.) When several repositories set the same thing the last one
 // wins; the CA files of all of them are trusted (beside the system's). The caller adds what
 // is not in a config (Cache, Metrics, timeouts).
 func ScanOptions(repos ...*config.Repository) (scan.Options, error) {
@@ -88,9 +89,6 @@ func ScanOptions(repos ...*config.Repository) (scan.Options, error) {
 			if pl, err := v1.ParsePlatform(p); err == nil {
 				opts.Platform = *pl
 			}
-		}
-		if r.Spec.Scan.TagCap > 0 {
-			opts.TagCap = r.Spec.Scan.TagCap
 		}
 		for _, reg := range r.Spec.Registries {
 			opts.Hosts[reg.Host] = scan.HostOptions{Limit: scan.Limit{RPS: reg.RPS, Burst: reg.Burst}, PageSize: reg.PageSize,

@@ -1,0 +1,68 @@
+package bot_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"imagebot.dev/imagebot/internal/bot"
+	"imagebot.dev/imagebot/internal/git"
+	"imagebot.dev/imagebot/internal/scan"
+	"imagebot.dev/imagebot/internal/testenv"
+)
+
+// watchRecorder is a Scheduler that records what the bot asks it to watch.
+type watchRecorder struct {
+	mu      sync.Mutex
+	watches map[string]scan.Watch
+}
+
+func (r *watchRecorder) Watch(id string, w scan.Watch) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.watches[id] = w
+}
+func (r *watchRecorder) Unwatch(id string) {}
+func (r *watchRecorder) Latest(name.Repository, string) (*scan.Result, bool) {
+	return nil, false
+}
+
+// TestWatchCarriesTheRepositorysTagCap: the tag cap of a repository's config goes with each
+// of its images' watches (the scanner is shared; the cap is the repository's).
+func TestWatchCarriesTheRepositorysTagCap(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	env := testenv.New(t, testenv.Options{GitServer: true})
+	seed := strings.NewReplacer("IMAGE", "registry.example.com/team/app:v1", "POLICY", "glob:v*").Replace(appTemplate)
+	url, err := env.Git.CreateRepo("config", "main", map[string]string{"apps/app.yaml": seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := git.SSHAuth{User: env.Git.User, KeyFile: env.Git.DeployKey, KnownHosts: env.Git.KnownHosts}.Method()
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := git.Open(ctx, git.Options{URL: url, Dir: t.TempDir(), Auth: auth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &watchRecorder{watches: map[string]scan.Watch{}}
+	b := bot.New(bot.Options{Name: "capped", Repo: repo, Scheduler: rec, TagCap: 123})
+	if _, err := b.ReconcileOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.watches) != 1 {
+		t.Fatalf("watches: %+v", rec.watches)
+	}
+	for _, w := range rec.watches {
+		if w.Need.TagCap != 123 || w.Repo.Name() != "registry.example.com/team/app" {
+			t.Errorf("watch %s: tag cap %d", w.Repo.Name(), w.Need.TagCap)
+		}
+	}
+}
