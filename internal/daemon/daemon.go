@@ -129,6 +129,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	d.scanSum = scanSettings(repos)
+	for _, c := range scanConflicts(repos) {
+		d.log.Warn("registry settings disagree between repositories; the scanner is shared and the last one read wins", "setting", c)
+	}
 	scanner := scan.New(sopts)
 	d.sched = scan.NewScheduler(scanner, scan.SchedulerOptions{Metrics: scanMetrics, OnUpdate: d.onScan})
 	d.sched.Start(ctx)
@@ -204,6 +207,28 @@ func scanOptions(repos []*config.Repository, cache *scan.Cache, m *scan.Metrics)
 	opts, err := repoconfig.ScanOptions(repos...)
 	opts.Cache, opts.Metrics = cache, m
 	return opts, err
+}
+
+// scanConflicts names the shared scanner's settings that repositories set differently:
+// spec.scan.platform, and a registry host's settings.
+func scanConflicts(repos []*config.Repository) []string {
+	var out []string
+	platform, hosts := "", map[string]config.Registry{}
+	for _, r := range repos {
+		if p := r.Spec.Scan.Platform; p != "" {
+			if platform != "" && p != platform {
+				out = append(out, fmt.Sprintf("spec.scan.platform: %s, then %s in %s", platform, p, r.Metadata.Name))
+			}
+			platform = p
+		}
+		for _, reg := range r.Spec.Registries {
+			if prev, ok := hosts[reg.Host]; ok && prev != reg {
+				out = append(out, fmt.Sprintf("spec.registries %s: set differently in %s", reg.Host, r.Metadata.Name))
+			}
+			hosts[reg.Host] = reg
+		}
+	}
+	return out
 }
 
 // scanSettings sums what scanOptions reads, to tell a reload that changes it.

@@ -83,3 +83,29 @@ func TestPruneKinds(t *testing.T) {
 		t.Errorf("pruneKinds(nil): %v", got)
 	}
 }
+
+func TestScanConflicts(t *testing.T) {
+	parse := func(name, spec string) *config.Repository {
+		t.Helper()
+		repos, err := config.Parse(name+".yaml", []byte(`apiVersion: imagebot.dev/v1alpha1
+kind: Repository
+metadata: {name: `+name+`}
+spec:
+  git: {url: "ssh://git@127.0.0.1/r.git", auth: {sshKeyFile: /dev/null, knownHostsFile: /dev/null}}
+`+spec))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return repos[0]
+	}
+	a := parse("a", "  scan: {platform: linux/amd64}\n  registries: [{host: r.example.com, rps: 5}]\n")
+	b := parse("b", "  scan: {platform: linux/arm64}\n  registries: [{host: r.example.com, rps: 1}, {host: other.example.com}]\n")
+	c := parse("c", "  registries: [{host: other.example.com}]\n")
+	got := scanConflicts([]*config.Repository{a, b, c})
+	if len(got) != 2 || !strings.Contains(got[0], "linux/arm64 in b") || !strings.Contains(got[1], "r.example.com: set differently in b") {
+		t.Errorf("conflicts: %q", got)
+	}
+	if got := scanConflicts([]*config.Repository{a, a}); len(got) != 0 {
+		t.Errorf("the same settings twice: %q", got)
+	}
+}
