@@ -79,9 +79,10 @@ func newListImages() *cobra.Command {
 func newSync() *cobra.Command {
 	var url, repository, tokenFile string
 	var massPrune bool
+	var wait time.Duration
 	cmd := &cobra.Command{
-		Use:   "sync [--repository NAME] --token-file FILE [--daemon URL] [--allow-mass-prune]",
-		Short: "Make the daemon reconcile now (fetch, update, push, apply) and wait for it",
+		Use:   "sync [--repository NAME] --token-file FILE [--daemon URL] [--allow-mass-prune] [--wait DURATION]",
+		Short: "Make the daemon reconcile now (fetch, update, push, apply) and wait for it, then for the rollouts",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			token, err := readSecret(tokenFile)
@@ -122,12 +123,16 @@ func newSync() *cobra.Command {
 			if failed {
 				return fmt.Errorf("a repository failed to reconcile")
 			}
+			if wait > 0 {
+				return waitRollouts(cmd, url, sts, wait)
+			}
 			return nil
 		},
 	}
 	daemonFlag(cmd, &url)
 	cmd.Flags().StringVar(&repository, "repository", "", "only this repository (default: all)")
 	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the daemon's webhook token or API token")
+	cmd.Flags().DurationVar(&wait, "wait", 2*time.Minute, "then wait this long at most for the applied commits' rollouts to be Ready (0: do not wait)")
 	cmd.Flags().BoolVar(&massPrune, "allow-mass-prune", false, "let this sync delete more than maxPruneFraction of the inventory (needs the API token)")
 	_ = cmd.MarkFlagRequired("token-file")
 	return cmd
@@ -196,4 +201,61 @@ func until(t time.Time) string {
 		return "-"
 	}
 	return "in " + time.Until(t).Round(time.Second).String()
+}
+
+// waitRollouts polls the daemon's status until the sync of each commit the reconciles
+// applied is Ready (rolled out) or Stalled, or limit passes. A Stalled sync or the time
+// running out is an error.
+func waitRollouts(cmd *cobra.Command, url string, sts []bot.Status, limit time.Duration) error {
+	pending := map[string]string{} // repository → the revision applied
+	for _, st := range sts {
+		if st.Synced != "" {
+			pending[st.Repository] = st.Synced
+		}
+	}
+	if len(pending) == 0 {
+		return nil
+	}
+	fmt.Fprintln(cmd.ErrOrStderr(), "waiting for the rollouts…")
+	deadline := time.Now().Add(limit)
+	var stalled []string
+	for len(pending) > 0 {
+		var status daemon.Status
+		if err := call(cmd.Context(), http.MethodGet, url+"/api/v1/status", "", nil, &status); err != nil {
+			return err
+		}
+		for _, s := range status.Syncs {
+			rev, ok := pending[s.Repository]
+			if !ok || s.Revision != rev {
+				continue
+			}
+			switch s.Status {
+			case "Ready":
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %.12s rolled out\n", s.Repository, rev)
+				delete(pending, s.Repository)
+			case "Stalled":
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %.12s stalled: %s\n", s.Repository, rev, s.Message)
+				stalled = append(stalled, s.Repository)
+				delete(pending, s.Repository)
+			}
+		}
+		if len(pending) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			for repo, rev := range pending {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %.12s still rolling out after %v\n", repo, rev, limit)
+			}
+			return fmt.Errorf("rollouts not finished within %v", limit)
+		}
+		select {
+		case <-cmd.Context().Done():
+			return cmd.Context().Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	if len(stalled) > 0 {
+		return fmt.Errorf("the sync of %s stalled", strings.Join(stalled, ", "))
+	}
+	return nil
 }
