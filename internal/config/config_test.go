@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"os"
@@ -128,6 +129,54 @@ func TestMatchImage(t *testing.T) {
 	} {
 		if got := MatchImage(tc.glob, tc.repo); got != tc.want {
 			t.Errorf("MatchImage(%q, %q) = %v", tc.glob, tc.repo, got)
+		}
+	}
+}
+
+// TestSchemaDocumentsEveryField: every field of the config has a description in the schema
+// (fieldDoc), and fieldDoc and fieldDefault name no field that does not exist.
+func TestSchemaDocumentsEveryField(t *testing.T) {
+	b, err := Schema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root map[string]any
+	if err := json.Unmarshal(b, &root); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	var walk func(node map[string]any, path string)
+	walk = func(node map[string]any, path string) {
+		if props, ok := node["properties"].(map[string]any); ok {
+			for name, v := range props {
+				p := name
+				if path != "" {
+					p = path + "." + name
+				}
+				seen[p] = true
+				child := v.(map[string]any)
+				if d, _ := child["description"].(string); d == "" {
+					t.Errorf("%s has no description: add it to fieldDoc", p)
+				}
+				walk(child, p)
+			}
+		}
+		if items, ok := node["items"].(map[string]any); ok {
+			walk(items, path+"[]")
+		}
+		if values, ok := node["additionalProperties"].(map[string]any); ok {
+			walk(values, path+".*")
+		}
+	}
+	walk(root, "")
+	for p := range fieldDoc {
+		if !seen[p] {
+			t.Errorf("fieldDoc names %s, which is not a field", p)
+		}
+	}
+	for p := range fieldDefault {
+		if !seen[p] {
+			t.Errorf("fieldDefault names %s, which is not a field", p)
 		}
 	}
 }

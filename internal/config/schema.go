@@ -9,14 +9,20 @@ import (
 // Schema returns the JSON Schema (draft 2020-12) of a repository config file, generated from
 // the Go types so that the two cannot drift apart.
 func Schema() ([]byte, error) {
-	s := schemaOf(reflect.TypeOf(Repository{}))
+	s := schemaOf(reflect.TypeOf(Repository{}), "")
 	s["$schema"] = "https://json-schema.org/draft/2020-12/schema"
 	s["$id"] = "https://imagebot.dev/schema/repository.schema.json"
 	s["title"] = "imagebot repository config"
 	s["required"] = []string{"apiVersion", "kind", "metadata", "spec"}
 	props := s["properties"].(map[string]any)
-	props["apiVersion"] = map[string]any{"const": APIVersion}
-	props["kind"] = map[string]any{"const": Kind}
+	props["apiVersion"] = map[string]any{"const": APIVersion, "description": fieldDoc["apiVersion"]}
+	props["kind"] = map[string]any{"const": Kind, "description": fieldDoc["kind"]}
+	meta := props["metadata"].(map[string]any)
+	meta["required"] = []string{"name"}
+	meta["properties"].(map[string]any)["name"].(map[string]any)["pattern"] = `^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`
+	spec := props["spec"].(map[string]any)
+	spec["required"] = []string{"git"}
+	spec["properties"].(map[string]any)["git"].(map[string]any)["required"] = []string{"url"}
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return nil, err
@@ -26,9 +32,30 @@ func Schema() ([]byte, error) {
 
 var durationType = reflect.TypeOf(Duration{})
 
-func schemaOf(t reflect.Type) map[string]any {
+// schemaOf is the schema of type t at path (see fieldDoc), with its description and default.
+func schemaOf(t reflect.Type, path string) map[string]any {
+	s := typeSchema(t, path)
+	if d, ok := fieldDoc[path]; ok {
+		if prev, ok := s["description"].(string); ok {
+			d += " (" + prev + ")"
+		}
+		s["description"] = d
+	}
+	if v, ok := fieldDefault[path]; ok {
+		s["default"] = v
+	}
+	return s
+}
+
+func typeSchema(t reflect.Type, path string) map[string]any {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
+	}
+	join := func(name string) string {
+		if path == "" {
+			return name
+		}
+		return path + "." + name
 	}
 	switch {
 	case t == durationType:
@@ -41,13 +68,13 @@ func schemaOf(t reflect.Type) map[string]any {
 			if tag == "" || tag == "-" {
 				continue
 			}
-			props[tag] = schemaOf(t.Field(i).Type)
+			props[tag] = schemaOf(t.Field(i).Type, join(tag))
 		}
 		return map[string]any{"type": "object", "additionalProperties": false, "properties": props}
 	case t.Kind() == reflect.Slice:
-		return map[string]any{"type": "array", "items": schemaOf(t.Elem())}
+		return map[string]any{"type": "array", "items": typeSchema(t.Elem(), path+"[]")}
 	case t.Kind() == reflect.Map:
-		return map[string]any{"type": "object", "additionalProperties": schemaOf(t.Elem())}
+		return map[string]any{"type": "object", "additionalProperties": typeSchema(t.Elem(), path+".*")}
 	case t.Kind() == reflect.String:
 		return map[string]any{"type": "string"}
 	case t.Kind() == reflect.Bool:
