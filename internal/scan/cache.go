@@ -48,6 +48,7 @@ type tagDigest struct {
 type metaRecord struct {
 	Created   int64  `json:"c"` // unix nanoseconds; 0 when the config has none
 	MediaType string `json:"m,omitempty"`
+	key       string // where describe caches it (the digest, "DIGEST@PLATFORM" for an index); not stored
 }
 
 // store is the scanner's view of a cache: bbolt on disk, or memory.

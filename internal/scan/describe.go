@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 var timeNow = time.Now
@@ -106,7 +107,7 @@ func (s *Scanner) describeAll(ctx context.Context, rt http.RoundTripper, repo na
 			}
 			rec.Digests[tag] = td
 			if meta != nil {
-				metas[img.Digest] = *meta
+				metas[meta.key] = *meta
 			}
 		}()
 	}
@@ -169,7 +170,7 @@ func (d *describer) describe(ctx context.Context, tag string, known tagDigest, h
 	if !buildTime {
 		return img, nil, checked, nil
 	}
-	if m, ok, _ := s.store.meta(digest); ok {
+	if m, ok := d.cachedMeta(digest); ok {
 		d.hits++
 		s.opts.Metrics.cacheLookup("metadata", true)
 		img.Created, img.MediaType = unixNano(m.Created), m.MediaType
@@ -182,7 +183,7 @@ func (d *describer) describe(ctx context.Context, tag string, known tagDigest, h
 			return Image{}, nil, checked, fmt.Errorf("manifest %s@%s: %w", tag, digest, err)
 		}
 	}
-	created, err := d.created(ctx, body, digest)
+	created, index, err := d.created(ctx, body, digest)
 	if err != nil {
 		return Image{}, nil, checked, fmt.Errorf("%s@%s: %w", tag, digest, err)
 	}
@@ -191,7 +192,35 @@ func (d *describer) describe(ctx context.Context, tag string, known tagDigest, h
 	if !created.IsZero() {
 		c = created.UnixNano()
 	}
-	return img, &metaRecord{Created: c, MediaType: mediaType}, checked, nil
+	return img, &metaRecord{key: s.metaKey(digest, index), Created: c, MediaType: mediaType}, checked, nil
+}
+
+// metaKey is where a digest's metadata is cached: an index's build time is its platform
+// image's, so it is kept per platform ("DIGEST@linux/arm64"); an image's under its digest.
+func (s *Scanner) metaKey(digest string, index bool) string {
+	if index {
+		return digest + "@" + s.platform
+	}
+	return digest
+}
+
+// cachedMeta looks digest's metadata up: an index's for this scanner's platform, else an
+// image's. A record under the bare digest with an index media type was written before
+// indexes were kept per platform and may be another platform's: it is not used.
+func (d *describer) cachedMeta(digest string) (metaRecord, bool) {
+	if m, ok, _ := d.s.store.meta(d.s.metaKey(digest, true)); ok {
+		return m, true
+	}
+	m, ok, _ := d.s.store.meta(digest)
+	if !ok || isIndex(m.MediaType) {
+		return metaRecord{}, false
+	}
+	return m, true
+}
+
+func isIndex(mediaType string) bool {
+	mt := types.MediaType(mediaType)
+	return mt == types.OCIImageIndex || mt == types.DockerManifestList
 }
 
 func unixNano(n int64) time.Time {
@@ -210,12 +239,19 @@ type manifestDoc struct {
 	Manifests []v1.Descriptor `json:"manifests"`
 }
 
-// created reads the build time from a manifest or index body.
-func (d *describer) created(ctx context.Context, body []byte, digest string) (time.Time, error) {
+// created reads the build time from a manifest or index body; index reports that it was
+// an index (whose build time is Options.Platform's image's).
+func (d *describer) created(ctx context.Context, body []byte, digest string) (_ time.Time, index bool, err error) {
 	var m manifestDoc
 	if err := json.Unmarshal(body, &m); err != nil {
-		return time.Time{}, badResponse("manifest is not valid JSON")
+		return time.Time{}, false, badResponse("manifest is not valid JSON")
 	}
+	index = m.Config == nil && len(m.Manifests) > 0
+	t, err := d.configCreated(ctx, m, digest)
+	return t, index, err
+}
+
+func (d *describer) configCreated(ctx context.Context, m manifestDoc, digest string) (time.Time, error) {
 	if m.Config == nil && len(m.Manifests) > 0 { // an index: the configured platform's image
 		child := ""
 		for _, desc := range m.Manifests {

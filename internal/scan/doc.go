@@ -78,7 +78,8 @@
 // # Cache
 //
 // OpenCache keeps, in DATA_DIR/scan.db, each repository's last good listing with the
-// digests of its described tags, and the metadata (build time, media type) of each digest.
+// digests of its described tags, and the metadata (build time, media type) of each digest
+// (of an index, per Options.Platform: a restart with another platform fetches its own).
 // It holds at most MaxRepos repositories (default 10,000; the ones listed longest ago go
 // first) and only metadata those reference. A file that is corrupt, of another format, or
 // fails bbolt's consistency check after an unclean shutdown is moved to scan.db.corrupt and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	bolt "go.etcd.io/bbolt"
 
 	"imagebot.dev/imagebot/internal/policy"
 	"imagebot.dev/imagebot/internal/scan"
@@ -64,7 +67,10 @@ func TestScanDescribesOnlyWhatThePolicyNeeds(t *testing.T) {
 	host, stop := testenv.StartInProcessRegistry()
 	defer stop()
 	d1 := push(t, host, authn.Anonymous, "team/app", "develop-v1.0.0", testenv.ImageSpec{Created: base})
-	d2 := push(t, host, authn.Anonymous, "team/app", "develop-v1.1.0", testenv.ImageSpec{Created: base.Add(time.Hour), Platforms: multiArch})
+	// The index's arm64 image (listed first) is older than its amd64 one: only the amd64
+	// config gives develop-v1.1.0 the build time that makes it the newest.
+	d2 := push(t, host, authn.Anonymous, "team/app", "develop-v1.1.0", testenv.ImageSpec{Created: base.Add(time.Hour), Platforms: multiArch,
+		PlatformCreated: map[string]time.Time{"linux/arm64": base.Add(-time.Hour)}})
 	push(t, host, authn.Anonymous, "team/app", "main-1", testenv.ImageSpec{Created: base.Add(2 * time.Hour)})
 	for i := range 5 {
 		retag(t, host, authn.Anonymous, "team/app", "main-1", fmt.Sprintf("other-%d", i))
@@ -221,5 +227,135 @@ func TestMissingRepository(t *testing.T) {
 	_, err := scan.New(scan.Options{}).Scan(ctxT(t), repoOf(t, host, "nope"), scan.Need{})
 	if !errors.Is(err, scan.ErrNotFound) {
 		t.Fatalf("err = %v, want ErrNotFound", err)
+	}
+}
+
+// TestIndexBuildTime: a multi-arch index pins its own digest, and its build time is the
+// created time of Options.Platform's image (linux/amd64 by default), each platform's
+// different here; a persistent cache keeps them per platform, so a restart with another
+// platform does not serve the old one's.
+func TestIndexBuildTime(t *testing.T) {
+	host, stop := testenv.StartInProcessRegistry()
+	defer stop()
+	created := map[string]time.Time{
+		"linux/arm64":  base.Add(1 * time.Hour),
+		"linux/amd64":  base.Add(2 * time.Hour),
+		"linux/arm/v7": base.Add(3 * time.Hour),
+	}
+	platforms := []v1.Platform{{OS: "linux", Architecture: "arm64"}, {OS: "linux", Architecture: "amd64"},
+		{OS: "linux", Architecture: "arm", Variant: "v7"}}
+	idx := push(t, host, authn.Anonymous, "app", "v1", testenv.ImageSpec{Created: base, Platforms: platforms, PlatformCreated: created})
+	single := push(t, host, authn.Anonymous, "app", "v2", testenv.ImageSpec{Created: base.Add(4 * time.Hour),
+		Platforms: []v1.Platform{{OS: "linux", Architecture: "arm64"}}})
+	repo := repoOf(t, host, "app")
+	need := scan.Need{Match: func(string) bool { return true }, BuildTime: true}
+	for _, tc := range []struct {
+		platform v1.Platform
+		want     time.Time // v1's build time; zero: v1 has no such image
+	}{
+		{v1.Platform{}, created["linux/amd64"]},
+		{v1.Platform{OS: "linux", Architecture: "amd64"}, created["linux/amd64"]},
+		{v1.Platform{OS: "linux", Architecture: "arm64"}, created["linux/arm64"]},
+		{v1.Platform{OS: "linux", Architecture: "arm", Variant: "v7"}, created["linux/arm/v7"]},
+		{v1.Platform{OS: "windows", Architecture: "amd64"}, time.Time{}},
+	} {
+		t.Run(tc.platform.String(), func(t *testing.T) {
+			res, err := scan.New(scan.Options{Platform: tc.platform}).Scan(ctxT(t), repo, need)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A single-platform image is its own build time whatever the platform.
+			if img := res.Images["v2"]; img.Digest != single.String() || !img.Created.Equal(base.Add(4*time.Hour)) {
+				t.Errorf("v2 = %+v, want %s built %s", img, single, base.Add(4*time.Hour))
+			}
+			img, ok := res.Images["v1"]
+			if tc.want.IsZero() {
+				if ok || !errors.Is(res.TagErrors["v1"], scan.ErrNotFound) {
+					t.Errorf("an index without the platform: image %+v, tag error %v; want no image and ErrNotFound", img, res.TagErrors["v1"])
+				}
+				return
+			}
+			if img.Digest != idx.String() || !img.Created.Equal(tc.want) {
+				t.Errorf("v1 = %+v, want the index %s built %s", img, idx, tc.want)
+			}
+			if img.MediaType != string(types.OCIImageIndex) {
+				t.Errorf("v1 media type %q, want the index's %q", img.MediaType, types.OCIImageIndex)
+			}
+		})
+	}
+
+	// The persistent cache across restarts that change the platform.
+	dir := t.TempDir()
+	for i, tc := range []struct {
+		platform v1.Platform
+		want     time.Time
+		misses   int
+	}{
+		{v1.Platform{}, created["linux/amd64"], 2},                                   // cold
+		{v1.Platform{OS: "linux", Architecture: "arm64"}, created["linux/arm64"], 1}, // the index again, for arm64
+		{v1.Platform{OS: "linux", Architecture: "arm64"}, created["linux/arm64"], 0},
+		{v1.Platform{OS: "linux", Architecture: "amd64"}, created["linux/amd64"], 0},
+	} {
+		cache, err := scan.OpenCache(dir, scan.CacheOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := scan.New(scan.Options{Cache: cache, Platform: tc.platform}).Scan(ctxT(t), repo, need)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if img := res.Images["v1"]; img.Digest != idx.String() || !img.Created.Equal(tc.want) {
+			t.Errorf("restart %d (%s): v1 = %+v, want the index %s built %s", i, tc.platform, img, idx, tc.want)
+		}
+		if !res.Images["v2"].Created.Equal(base.Add(4 * time.Hour)) {
+			t.Errorf("restart %d (%s): v2 = %+v", i, tc.platform, res.Images["v2"])
+		}
+		if res.MetaMiss != tc.misses {
+			t.Errorf("restart %d (%s): %d metadata misses, want %d", i, tc.platform, res.MetaMiss, tc.misses)
+		}
+		if err := cache.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A store written before indexes were cached per platform holds the index's build time
+	// under its bare digest, for whichever platform was configured then: not used.
+	db, err := bolt.Open(filepath.Join(dir, "scan.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket([]byte("meta"))
+		v := meta.Get([]byte(idx.String() + "@linux/amd64"))
+		if v == nil {
+			return fmt.Errorf("no metadata under %s@linux/amd64", idx)
+		}
+		if err := meta.Put([]byte(idx.String()), v); err != nil {
+			return err
+		}
+		for _, p := range []string{"linux/amd64", "linux/arm64"} {
+			if err := meta.Delete([]byte(idx.String() + "@" + p)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache, err := scan.OpenCache(dir, scan.CacheOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	res, err := scan.New(scan.Options{Cache: cache, Platform: v1.Platform{OS: "linux", Architecture: "arm64"}}).Scan(ctxT(t), repo, need)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img := res.Images["v1"]; !img.Created.Equal(created["linux/arm64"]) || res.MetaMiss != 1 {
+		t.Errorf("over an older store: v1 = %+v with %d misses, want built %s and 1 miss", img, res.MetaMiss, created["linux/arm64"])
 	}
 }

@@ -135,6 +135,17 @@ func (r *Registry) Ref(repo, tag string) (name.Reference, error) {
 type ImageSpec struct {
 	Created   time.Time     // the config's created time; zero leaves random's default
 	Platforms []v1.Platform // more than one makes a multi-arch index; none means linux/amd64
+	// PlatformCreated gives one platform's image its own created time, keyed by
+	// v1.Platform.String() ("linux/arm64", "linux/arm/v7"); platforms not in it get Created.
+	PlatformCreated map[string]time.Time
+}
+
+// created is the created time of p's image.
+func (s ImageSpec) created(p v1.Platform) time.Time {
+	if t, ok := s.PlatformCreated[p.String()]; ok {
+		return t
+	}
+	return s.Created
 }
 
 // Push pushes a small random image (or index, when spec names several platforms) as
@@ -155,7 +166,7 @@ func PushImage(ctx context.Context, host string, auth authn.Authenticator, repo,
 		platforms = []v1.Platform{{OS: "linux", Architecture: "amd64"}}
 	}
 	if len(platforms) == 1 {
-		img, err := makeImage(platforms[0], spec.Created)
+		img, err := makeImage(platforms[0], spec.created(platforms[0]))
 		if err != nil {
 			return v1.Hash{}, err
 		}
@@ -166,7 +177,7 @@ func PushImage(ctx context.Context, host string, auth authn.Authenticator, repo,
 	}
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	for _, p := range platforms {
-		img, err := makeImage(p, spec.Created)
+		img, err := makeImage(p, spec.created(p))
 		if err != nil {
 			return v1.Hash{}, err
 		}
