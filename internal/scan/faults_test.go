@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+
 	"imagebot.dev/imagebot/internal/scan"
 	"imagebot.dev/imagebot/internal/testenv"
 )
@@ -65,6 +67,12 @@ func TestFaults(t *testing.T) {
 		}
 		return f
 	}
+	// Wrong credentials: the registry refuses them with 401 and a challenge, on every
+	// request of the repository, or (a token that lost its scope) on a config blob after a
+	// good listing and a first good config.
+	unauthorized := testenv.Fault{Status: http.StatusUnauthorized,
+		Header: http.Header{"Www-Authenticate": {`Basic realm="imagebot-test"`}, "Content-Type": {"application/json"}},
+		Body:   []byte(`{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":"user imagebot"}]}`)}
 	const attempts = 4
 	cases := []struct {
 		name    string
@@ -106,6 +114,10 @@ func TestFaults(t *testing.T) {
 		{name: "invalid tag names", rule: &testenv.FaultRule{Match: list, Then: &testenv.Fault{
 			Rewrite: func([]byte) []byte { return []byte(`{"name":"faulty","tags":["v1","../../etc/passwd","v2"]}`) }}},
 			wantErr: scan.ErrBadResponse, errText: `invalid tag name "../../etc/passwd"`, maxReq: 1},
+		{name: "401: credentials refused", rule: &testenv.FaultRule{Match: pathHas("/v2/faulty/"), Then: &unauthorized},
+			wantErr: scan.ErrUnauthorized, errText: "list tags: 401 Unauthorized (UNAUTHORIZED)", maxReq: 1},
+		{name: "401 on a config blob after the listing", rule: &testenv.FaultRule{Match: blobs, Faults: []testenv.Fault{{}}, Then: &unauthorized},
+			wantErr: scan.ErrUnauthorized, errText: "401 Unauthorized (UNAUTHORIZED)", maxReq: 2},
 		{name: "manifest whose config blob is missing", rule: &testenv.FaultRule{Match: blobs, Then: ptr(status(404))},
 			tagErr: "v1", maxReq: 2},
 		{name: "malformed manifest", rule: &testenv.FaultRule{Match: manifests, Then: &testenv.Fault{
@@ -157,6 +169,12 @@ func TestFaults(t *testing.T) {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("err = %v, want %v", err, tc.wantErr)
 				}
+				if res != nil {
+					t.Errorf("a failed scan returned a result: %+v", res)
+				}
+				if strings.Contains(err.Error(), "authentication required") || strings.Contains(err.Error(), "user imagebot") {
+					t.Errorf("err = %q repeats the registry's free text", err)
+				}
 				if !strings.HasPrefix(err.Error(), "scan "+faulty.Name()+": ") || !strings.Contains(err.Error(), tc.errText) {
 					t.Errorf("err = %q, want it to start with the repository and say %q", err, tc.errText)
 				}
@@ -185,6 +203,9 @@ func TestFaults(t *testing.T) {
 			if err != nil {
 				t.Fatalf("after the fault: %v", err)
 			}
+			if tc.wantErr != nil && res.MetaHits != 0 {
+				t.Errorf("after a failed scan: %d metadata cache hits, want 0 (nothing it learnt is kept)", res.MetaHits)
+			}
 			if len(res.Tags) != 2 || !res.Images["v1"].Created.Equal(base) || !res.Images["v2"].Created.Equal(base.Add(time.Hour)) {
 				t.Errorf("after the fault: tags %v images %+v", res.Tags, res.Images)
 			}
@@ -193,3 +214,58 @@ func TestFaults(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestUnauthorizedKeepsTheLastGoodResult: credentials that start being refused (401) fail
+// the repository's scans with ErrUnauthorized; the scheduler keeps feeding the last good
+// result (not the tags pushed since), and a repository scanned at the same time, through
+// the same scanner and registry, is unaffected.
+func TestUnauthorizedKeepsTheLastGoodResult(t *testing.T) {
+	host, stop := testenv.StartInProcessRegistry()
+	defer stop()
+	for _, r := range []string{"faulty", "other"} {
+		push(t, host, authn.Anonymous, r, "v1", testenv.ImageSpec{Created: base})
+	}
+	proxy := testenv.StartFaultProxy(host)
+	defer proxy.Close()
+	faulty, other := repoOf(t, proxy.Host, "faulty"), repoOf(t, proxy.Host, "other")
+	ups := newUpdates()
+	sched := scan.NewScheduler(scan.New(scan.Options{}), scan.SchedulerOptions{Interval: time.Hour, Workers: 2,
+		RetryBase: time.Hour, OnUpdate: ups.on})
+	need := scan.Need{Match: func(string) bool { return true }, BuildTime: true}
+	sched.Watch("faulty", scan.Watch{Repo: faulty, Need: need})
+	sched.Watch("other", scan.Watch{Repo: other, Need: need})
+	sched.Start(ctxT(t))
+	defer sched.Stop()
+	good := ups.wait(t, faulty, 10*time.Second)
+	if good.Err != nil || len(good.Result.Tags) != 1 {
+		t.Fatalf("first scan of faulty: %+v", good)
+	}
+	ups.wait(t, other, 10*time.Second)
+
+	for _, r := range []string{"faulty", "other"} {
+		push(t, host, authn.Anonymous, r, "v2", testenv.ImageSpec{Created: base.Add(time.Hour)})
+	}
+	proxy.Add(&testenv.FaultRule{Match: pathHas("/v2/faulty/"), Then: &testenv.Fault{Status: http.StatusUnauthorized,
+		Header: http.Header{"Www-Authenticate": {`Basic realm="imagebot-test"`}},
+		Body:   []byte(`{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)}})
+	sched.Trigger(faulty)
+	sched.Trigger(other)
+	up := ups.wait(t, faulty, 10*time.Second)
+	if !errors.Is(up.Err, scan.ErrUnauthorized) {
+		t.Fatalf("faulty with refused credentials: err = %v, want ErrUnauthorized", up.Err)
+	}
+	if up.Result != good.Result || len(up.Result.Tags) != 1 {
+		t.Errorf("the failed scan replaced the last good result: %+v", up.Result)
+	}
+	if latest, ok := sched.Latest(faulty, ""); !ok || latest != good.Result {
+		t.Errorf("Latest(faulty) = %+v, %v; want the last good result", latest, ok)
+	}
+	if up := ups.wait(t, other, 10*time.Second); up.Err != nil || len(up.Result.Tags) != 2 || up.Result.Images["v2"].Created.IsZero() {
+		t.Errorf("other, scanned at the same time: %+v", up)
+	}
+	for _, st := range sched.Status() {
+		if st.Repo.Name() == faulty.Name() && (st.Failures != 1 || !errors.Is(st.LastError, scan.ErrUnauthorized) || st.Tags != 1) {
+			t.Errorf("faulty status = %+v", st)
+		}
+	}
+}

@@ -214,3 +214,210 @@ func TestTriggerTagWaitsForTheTag(t *testing.T) {
 	case <-time.After(500 * time.Millisecond):
 	}
 }
+
+// scanTimes records when each repository's updates arrived.
+type scanTimes struct {
+	mu sync.Mutex
+	m  map[string][]scan.Update
+	at map[string][]time.Time
+}
+
+func newScanTimes() *scanTimes {
+	return &scanTimes{m: map[string][]scan.Update{}, at: map[string][]time.Time{}}
+}
+
+func (s *scanTimes) on(u scan.Update) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[u.Repo.Name()] = append(s.m[u.Repo.Name()], u)
+	s.at[u.Repo.Name()] = append(s.at[u.Repo.Name()], time.Now())
+}
+
+func (s *scanTimes) get(repo name.Repository) ([]scan.Update, []time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]scan.Update(nil), s.m[repo.Name()]...), append([]time.Time(nil), s.at[repo.Name()]...)
+}
+
+// waitFor polls until repo has n updates, failing the test after timeout.
+func (s *scanTimes) waitFor(t *testing.T, repo name.Repository, n int, timeout time.Duration) []scan.Update {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ups, _ := s.get(repo)
+		if len(ups) >= n {
+			return ups
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d updates of %s within %s, want %d", len(ups), repo, timeout, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func statusOf(t *testing.T, sched *scan.Scheduler, repo name.Repository, credID string) scan.Status {
+	t.Helper()
+	for _, st := range sched.Status() {
+		if st.Repo.Name() == repo.Name() && st.Credentials == credID {
+			return st
+		}
+	}
+	t.Fatalf("%s (credentials %q) is not in the status", repo, credID)
+	return scan.Status{}
+}
+
+// TestIntervalJitter: after a scan, each repository's next scan is its interval ±10%
+// (the default jitter) away: never outside [0.9, 1.1]×interval, and spread, not one value.
+func TestIntervalJitter(t *testing.T) {
+	host, stop := testenv.StartInProcessRegistry()
+	defer stop()
+	push(t, host, authn.Anonymous, "app", "v1", testenv.ImageSpec{Created: base})
+	repo := repoOf(t, host, "app")
+	const n = 40
+	const interval = time.Hour
+	times := newScanTimes()
+	sc := scan.New(scan.Options{Limit: scan.Limit{RPS: 1000}}) // 40 sessions at once: not the default 10/s
+	sched := scan.NewScheduler(sc, scan.SchedulerOptions{Interval: interval, OnUpdate: times.on})
+	for i := range n { // one repository under 40 credential sets: 40 scans on their own schedules
+		sched.Watch(fmt.Sprint(i), scan.Watch{Repo: repo, Need: scan.Need{Credentials: scan.Credentials{ID: fmt.Sprint("cred-", i)}}})
+	}
+	sched.Start(ctxT(t))
+	defer sched.Stop()
+	for _, up := range times.waitFor(t, repo, n, 10*time.Second) {
+		if up.Err != nil {
+			t.Fatalf("scan: %v", up.Err)
+		}
+	}
+	lo, hi := time.Duration(1<<62), time.Duration(0)
+	for _, st := range sched.Status() {
+		if st.LastScan.IsZero() {
+			t.Fatalf("%s (%s) not scanned: %+v", st.Repo, st.Credentials, st)
+		}
+		d := st.NextScan.Sub(st.LastScan)
+		if d < interval*9/10 || d > interval*11/10 {
+			t.Errorf("%s: next scan %s after the last, want within [%s, %s]", st.Credentials, d, interval*9/10, interval*11/10)
+		}
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	// 40 draws from ±10%: their range is under a quarter of it with probability ~1e-22.
+	if hi-lo < interval/20 {
+		t.Errorf("next scans all within %s of each other (%s to %s): no jitter", hi-lo, lo, hi)
+	}
+}
+
+// TestPerWatchInterval: a watch's own Interval overrides the scheduler's; the shortest
+// among the watches of a repository wins (and applies at once), another repository keeps
+// its own, and removing the short watch restores the longer interval.
+func TestPerWatchInterval(t *testing.T) {
+	host, stop := testenv.StartInProcessRegistry()
+	defer stop()
+	for _, r := range []string{"fast", "slow"} {
+		push(t, host, authn.Anonymous, r, "v1", testenv.ImageSpec{Created: base})
+	}
+	fast, slow := repoOf(t, host, "fast"), repoOf(t, host, "slow")
+	const short = 200 * time.Millisecond
+	times := newScanTimes()
+	sched := scan.NewScheduler(scan.New(scan.Options{}), scan.SchedulerOptions{Interval: time.Hour, OnUpdate: times.on})
+	sched.Watch("fast-default", scan.Watch{Repo: fast}) // the scheduler's hour
+	sched.Watch("slow-30m", scan.Watch{Repo: slow, Interval: 30 * time.Minute})
+	sched.Start(ctxT(t))
+	defer sched.Stop()
+	times.waitFor(t, fast, 1, 10*time.Second)
+	times.waitFor(t, slow, 1, 10*time.Second)
+	if st := statusOf(t, sched, slow, ""); st.NextScan.Sub(st.LastScan) < 27*time.Minute || st.NextScan.Sub(st.LastScan) > 33*time.Minute {
+		t.Errorf("slow: next scan %s after the last, want 30m ±10%%", st.NextScan.Sub(st.LastScan))
+	}
+
+	// A second watch of fast asks for 200ms: fast is rescanned every 200ms from now on.
+	sched.Watch("fast-200ms", scan.Watch{Repo: fast, Interval: short})
+	ups := times.waitFor(t, fast, 5, 3*time.Second)
+	for _, up := range ups {
+		if up.Err != nil || up.Triggered {
+			t.Errorf("fast: %+v", up)
+		}
+	}
+	if st := statusOf(t, sched, fast, ""); st.NextScan.Sub(st.LastScan) < short*9/10 || st.NextScan.Sub(st.LastScan) > short*11/10 {
+		t.Errorf("fast: next scan %s after the last, want %s ±10%%", st.NextScan.Sub(st.LastScan), short)
+	}
+	_, at := times.get(fast)
+	for i := 2; i < len(at); i++ { // from the first scan at 200ms on
+		if gap := at[i].Sub(at[i-1]); gap < short*8/10 {
+			t.Errorf("fast: scans %d and %d %s apart, want about %s", i-1, i, gap, short)
+		}
+	}
+	if ups, _ := times.get(slow); len(ups) != 1 {
+		t.Errorf("slow was scanned %d times, want once: fast's interval is fast's only", len(ups))
+	}
+
+	// Without the 200ms watch, fast goes back to the hour after its next scan.
+	sched.Unwatch("fast-200ms")
+	n := len(times.waitFor(t, fast, len(ups)+1, 3*time.Second))
+	time.Sleep(3 * short)
+	if got, _ := times.get(fast); len(got) > n+1 {
+		t.Errorf("fast scanned %d more times after its short watch went, want at most 1", len(got)-n)
+	}
+	if st := statusOf(t, sched, fast, ""); st.NextScan.Sub(st.LastScan) < 54*time.Minute {
+		t.Errorf("fast: next scan %s after the last, want the hour back", st.NextScan.Sub(st.LastScan))
+	}
+}
+
+// TestFailingRepositoryDoesNotDelayOthers: a repository whose registry hangs fails scan
+// after scan (each one taking its request timeouts) and is retried at once, yet another
+// repository's scans still come at their interval.
+func TestFailingRepositoryDoesNotDelayOthers(t *testing.T) {
+	host, stop := testenv.StartInProcessRegistry()
+	defer stop()
+	for _, r := range []string{"good", "bad"} {
+		push(t, host, authn.Anonymous, r, "v1", testenv.ImageSpec{Created: base})
+	}
+	proxy := testenv.StartFaultProxy(host)
+	defer proxy.Close()
+	good, bad := repoOf(t, proxy.Host, "good"), repoOf(t, proxy.Host, "bad")
+	const interval = 200 * time.Millisecond
+	times := newScanTimes()
+	sc := scan.New(scan.Options{RequestTimeout: 300 * time.Millisecond, Retry: scan.Retry{Attempts: 2, Base: 10 * time.Millisecond},
+		Limit: scan.Limit{RPS: 1000}})
+	sched := scan.NewScheduler(sc, scan.SchedulerOptions{Interval: interval, Workers: 2, RetryBase: 10 * time.Millisecond,
+		OnUpdate: times.on})
+	sched.Watch("good", scan.Watch{Repo: good})
+	sched.Watch("bad", scan.Watch{Repo: bad})
+	sched.Start(ctxT(t))
+	defer sched.Stop()
+	times.waitFor(t, good, 1, 10*time.Second)
+	times.waitFor(t, bad, 1, 10*time.Second)
+	// From now on every request of bad hangs past its timeout: a scan of bad takes 600ms+
+	// and fails, and is retried 10ms later, so bad always holds a worker.
+	proxy.Add(&testenv.FaultRule{Match: pathHas("/v2/bad/"), Then: &testenv.Fault{Delay: 5 * time.Second}})
+	start := time.Now()
+	time.Sleep(2500 * time.Millisecond)
+	badUps, _ := times.get(bad)
+	failures := 0
+	for _, up := range badUps[1:] {
+		if !errors.Is(up.Err, scan.ErrUnavailable) {
+			t.Errorf("bad: %+v, want ErrUnavailable", up)
+		}
+		failures++
+	}
+	if failures < 2 {
+		t.Errorf("bad failed %d times in 2.5s, want it to keep failing", failures)
+	}
+	goodUps, at := times.get(good)
+	var since []time.Time
+	for i, a := range at {
+		if goodUps[i].Err != nil {
+			t.Errorf("good: %v", goodUps[i].Err)
+		}
+		if a.After(start) {
+			since = append(since, a)
+		}
+	}
+	// 2.5s at 200ms ±10%: about 12 scans; one in every 220ms or so, never one bad scan late.
+	if len(since) < 8 {
+		t.Errorf("good was scanned %d times in 2.5s beside a failing repository, want about 12", len(since))
+	}
+	for i := 1; i < len(since); i++ {
+		if gap := since[i].Sub(since[i-1]); gap > 2*interval {
+			t.Errorf("good's scans %d and %d came %s apart, want about %s", i-1, i, gap, interval)
+		}
+	}
+}
