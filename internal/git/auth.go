@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -46,18 +47,11 @@ func (a SSHAuth) Method() (transport.AuthMethod, error) {
 	if user == "" {
 		user = "git"
 	}
-	pass := ""
-	if a.PassphraseFile != "" {
-		b, err := os.ReadFile(a.PassphraseFile)
-		if err != nil {
-			return nil, fmt.Errorf("read ssh key passphrase: %w", err)
-		}
-		pass = strings.TrimRight(string(b), "\r\n")
-	}
-	keys, err := gitssh.NewPublicKeysFromFile(user, a.KeyFile, pass)
+	signer, err := readSigner(a.KeyFile, a.PassphraseFile)
 	if err != nil {
-		return nil, fmt.Errorf("load deploy key %s: %w", a.KeyFile, err)
+		return nil, err
 	}
+	keys := &gitssh.PublicKeys{User: user, Signer: signer}
 	fp := ssh.FingerprintSHA256(keys.Signer.PublicKey())
 	switch {
 	case a.InsecureIgnoreHostKey:
@@ -72,6 +66,43 @@ func (a SSHAuth) Method() (transport.AuthMethod, error) {
 		keys.HostKeyCallback = hostKeyCallback(cb, a.KnownHosts)
 	}
 	return &deployKey{PublicKeys: keys, fingerprint: fp}, nil
+}
+
+// readSigner reads a private key file, decrypting it with the passphrase in passphraseFile
+// when it is encrypted. Its errors start "deploy key FILE" and say what to fix; they never
+// show the passphrase.
+func readSigner(keyFile, passphraseFile string) (ssh.Signer, error) {
+	b, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("deploy key: %w", err)
+	}
+	signer, err := ssh.ParsePrivateKey(b)
+	var missing *ssh.PassphraseMissingError
+	if !errors.As(err, &missing) {
+		if err != nil {
+			return nil, fmt.Errorf("deploy key %s: %w", keyFile, err)
+		}
+		return signer, nil // not encrypted: a passphrase file, if any, is not needed
+	}
+	if passphraseFile == "" {
+		return nil, fmt.Errorf("deploy key %s is encrypted and no passphrase file is given", keyFile)
+	}
+	pb, err := os.ReadFile(passphraseFile)
+	if err != nil {
+		return nil, fmt.Errorf("deploy key %s: read its passphrase: %w", keyFile, err)
+	}
+	pass := strings.TrimRight(string(pb), "\r\n")
+	if pass == "" {
+		return nil, fmt.Errorf("deploy key %s is encrypted and its passphrase file %s is empty", keyFile, passphraseFile)
+	}
+	signer, err = ssh.ParsePrivateKeyWithPassphrase(b, []byte(pass))
+	switch {
+	case errors.Is(err, x509.IncorrectPasswordError):
+		return nil, fmt.Errorf("deploy key %s: wrong passphrase (in %s)", keyFile, passphraseFile)
+	case err != nil:
+		return nil, fmt.Errorf("deploy key %s: decrypt with the passphrase in %s: %w", keyFile, passphraseFile, err)
+	}
+	return signer, nil
 }
 
 // deployKey remembers the key's fingerprint so that errors can name it.
@@ -105,7 +136,15 @@ func (a HTTPSAuth) Method() (transport.AuthMethod, error) {
 	if user == "" {
 		user = "git"
 	}
-	return &http.BasicAuth{Username: user, Password: strings.TrimRight(string(b), "\r\n")}, nil
+	return &httpsCreds{BasicAuth: &http.BasicAuth{Username: user, Password: strings.TrimRight(string(b), "\r\n")},
+		file: a.PasswordFile}, nil
+}
+
+// httpsCreds remembers where the password came from so that errors can name the file (never
+// the password).
+type httpsCreds struct {
+	*http.BasicAuth
+	file string
 }
 
 // explainAuth turns transport errors into ones that say what to check, naming the deploy key
@@ -121,8 +160,13 @@ func explainAuth(err error, auth transport.AuthMethod) error {
 	if dk, ok := auth.(*deployKey); ok && (strings.Contains(msg, "unable to authenticate") || errors.Is(err, transport.ErrAuthorizationFailed) || errors.Is(err, transport.ErrAuthenticationRequired)) {
 		return fmt.Errorf("%w: the server refused deploy key %s (is it added to the repository, with write access?): %v", ErrAuth, dk.fingerprint, err)
 	}
-	if errors.Is(err, transport.ErrAuthorizationFailed) || errors.Is(err, transport.ErrAuthenticationRequired) {
-		return fmt.Errorf("%w: %v", ErrAuth, err)
+	refused := errors.Is(err, transport.ErrAuthorizationFailed) || errors.Is(err, transport.ErrAuthenticationRequired)
+	if hc, ok := auth.(*httpsCreds); ok && refused {
+		return fmt.Errorf("%w: the server refused user %q with the password or token in %s (is it current, with write access?): %s",
+			ErrAuth, hc.Username, hc.file, strings.TrimSpace(err.Error()))
+	}
+	if refused {
+		return fmt.Errorf("%w: %s", ErrAuth, strings.TrimSpace(err.Error()))
 	}
 	return err
 }
@@ -195,22 +239,9 @@ func GenerateKey(path string, kind KeyType, comment string) (string, error) {
 // PublicKey reads a private key file and returns its public half in authorized_keys format
 // and its SHA256 fingerprint, as `ssh-keygen -l` prints it.
 func PublicKey(keyFile, passphraseFile string) (authorized, fingerprint string, err error) {
-	b, err := os.ReadFile(keyFile)
+	signer, err := readSigner(keyFile, passphraseFile)
 	if err != nil {
-		return "", "", fmt.Errorf("read key: %w", err)
-	}
-	var signer ssh.Signer
-	if passphraseFile != "" {
-		pass, perr := os.ReadFile(passphraseFile)
-		if perr != nil {
-			return "", "", fmt.Errorf("read key passphrase: %w", perr)
-		}
-		signer, err = ssh.ParsePrivateKeyWithPassphrase(b, []byte(strings.TrimRight(string(pass), "\r\n")))
-	} else {
-		signer, err = ssh.ParsePrivateKey(b)
-	}
-	if err != nil {
-		return "", "", fmt.Errorf("parse key %s: %w", keyFile, err)
+		return "", "", err
 	}
 	pub := signer.PublicKey()
 	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub))), ssh.FingerprintSHA256(pub), nil

@@ -25,6 +25,16 @@
 // backoff. The checked-out branch is never force-pushed; a separate PushBranch (for review)
 // is rebuilt on the branch head each time and is pushed with force.
 //
+// A push whose connection ends after the pack was sent and before the server's report
+// (the server died mid-push) may or may not have landed; Update says so, and the next
+// Update finds out by fetching: it pushes the change again only if the branch lacks it.
+// Push options (Options.PushOptions) are sent as key=value, sorted by key, and only to a
+// server that advertises the push-options capability; another server gets no push and the
+// caller an error.
+//
+// Over HTTPS, Options.CABundle adds a private CA to the system's; certificate errors are not
+// retried.
+//
 // No empty commits: if the edited files hash to the tree the head already has, nothing is
 // committed.
 //

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -204,6 +206,9 @@ func finishing(ctx context.Context, grace time.Duration) (context.Context, func(
 // errRaced: the remote branch is no longer at the commit the edit started from.
 var errRaced = errors.New("the remote branch moved (another writer pushed first)")
 
+// errUnconfirmed: the push was sent and the server never said whether it took it.
+var errUnconfirmed = errors.New("the connection to the server ended before it confirmed the push (it may or may not have landed; the next update checks)")
+
 // errSamePushBranch: the separate push branch already holds the tree of the commit to push
 // (the same updates, pushed by an earlier cycle and not merged yet).
 var errSamePushBranch = errors.New("the push branch already holds these changes")
@@ -220,6 +225,7 @@ func (r *Repo) push(ctx context.Context, base, commit plumbing.Hash, objects []p
 	if err != nil {
 		return err
 	}
+	ep.CaBundle = r.opts.CABundle
 	var release func()
 	ep.Proxy, release = bindConnections(ctx, r.opts.URL)
 	defer release()
@@ -257,8 +263,10 @@ func (r *Repo) push(ctx context.Context, base, commit plumbing.Hash, objects []p
 			return fmt.Errorf("the server does not accept push options")
 		}
 		_ = req.Capabilities.Set(capability.PushOptions)
-		for k, v := range r.opts.PushOptions {
-			req.Options = append(req.Options, &packp.Option{Key: k, Value: v})
+		// In a stable order (by key): a server hook sees the same options the same way on
+		// every push.
+		for _, k := range slices.Sorted(maps.Keys(r.opts.PushOptions)) {
+			req.Options = append(req.Options, &packp.Option{Key: k, Value: r.opts.PushOptions[k]})
 		}
 	}
 	req.Commands = []*packp.Command{{Name: target, Old: old, New: commit}}
@@ -270,6 +278,12 @@ func (r *Repo) push(ctx context.Context, base, commit plumbing.Hash, objects []p
 	req.Packfile = io.NopCloser(&pack)
 	status, err := sess.ReceivePack(ctx, req)
 	if err != nil {
+		if ctx.Err() == nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+			// The pack was sent and the connection ended before the server's report: the
+			// branch may or may not have moved. The fetch after a failed push, or the next
+			// Update, finds out (and does not push the same change twice).
+			return fmt.Errorf("%w: %w", errUnconfirmed, err)
+		}
 		return explainAuth(err, r.opts.Auth)
 	}
 	if status != nil {

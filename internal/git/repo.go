@@ -2,6 +2,7 @@ package git
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -24,7 +25,10 @@ type Options struct {
 	PushBranch string // "" pushes to Branch; else a branch rebuilt from Branch for review
 	Dir        string // the repository's data dir (mirror and working tree)
 	Auth       transport.AuthMethod
-	Depth      int // > 0: shallow mirror of that many commits
+	// CABundle holds PEM certificates trusted, besides the system's, for an https:// URL
+	// (a private CA); nil trusts the system's only.
+	CABundle []byte
+	Depth    int // > 0: shallow mirror of that many commits
 
 	Author, Committer Signature // zero: DefaultSignature
 	MessageTemplate   string    // Go text/template over MessageData; "" = DefaultMessageTemplate
@@ -198,7 +202,7 @@ func (r *Repo) fetch(ctx context.Context) (plumbing.Hash, error) {
 	for attempt := 1; attempt <= fetchAttempts; attempt++ {
 		err = ctxErr(ctx, r.repo.FetchContext(ctx, &gogit.FetchOptions{
 			RemoteName: remoteName, RefSpecs: []config.RefSpec{r.fetchSpec()},
-			Auth: r.opts.Auth, Depth: r.opts.Depth, Force: true, Tags: gogit.NoTags, ProxyOptions: proxy,
+			Auth: r.opts.Auth, CABundle: r.opts.CABundle, Depth: r.opts.Depth, Force: true, Tags: gogit.NoTags, ProxyOptions: proxy,
 		}))
 		if err == nil || errors.Is(err, gogit.NoErrAlreadyUpToDate) || isMissingRef(err) || !transient(err) {
 			break
@@ -239,6 +243,11 @@ func transient(err error) bool {
 	if errors.Is(err, ErrHostKey) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, transport.ErrAuthenticationRequired) || errors.Is(err, transport.ErrAuthorizationFailed) ||
 		errors.Is(err, transport.ErrRepositoryNotFound) {
+		return false
+	}
+	// An untrusted or mismatched TLS certificate will not be trusted a moment later either.
+	var cert *tls.CertificateVerificationError
+	if errors.As(err, &cert) {
 		return false
 	}
 	msg := err.Error()

@@ -3,7 +3,11 @@
 // Deployments really roll out), a container registry (Debian's docker-registry, the CNCF
 // distribution server, with webhook notifications; or go-containerregistry's in-process
 // registry) and a git server (Debian's openssh-server with git-shell, a deploy key and a
-// known_hosts file).
+// known_hosts file; more keys, hooks and repository config can be added, and Crash kills it
+// mid-operation). The same repositories can be served over HTTPS (ServeHTTPS): Git's own
+// `git http-backend` run through net/http/cgi behind an httptest TLS server on loopback, with
+// basic auth (passwords or tokens) checked in front; its self-signed certificate is in
+// CABundle for clients to trust.
 //
 // Everything runs as child processes on free loopback ports in the caller's temp dirs and is
 // stopped by Stop (or t.Cleanup): children get SIGTERM, then SIGKILL after a grace period, and

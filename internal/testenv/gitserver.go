@@ -11,7 +11,9 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/go-git/go-billy/v5/memfs"
@@ -39,8 +41,9 @@ type GitServer struct {
 	// KnownHosts is a known_hosts file holding the server's host key.
 	KnownHosts string
 
-	proc  *process
-	start func() (*process, error)
+	proc     *process
+	start    func() (*process, error)
+	gitShell string
 }
 
 // StartGitServer starts Debian's openssh-server in dir, with generated host and deploy keys.
@@ -62,7 +65,7 @@ func StartGitServer(ctx context.Context, dir string) (*GitServer, error) {
 		return nil, err
 	}
 	g := &GitServer{Addr: fmt.Sprintf("127.0.0.1:%d", port), User: u.Username, Dir: dir,
-		DeployKey: filepath.Join(dir, "deploy_key"), KnownHosts: filepath.Join(dir, "known_hosts")}
+		DeployKey: filepath.Join(dir, "deploy_key"), KnownHosts: filepath.Join(dir, "known_hosts"), gitShell: gitShell}
 	if err := os.MkdirAll(filepath.Join(dir, "repos"), 0o755); err != nil {
 		return nil, err
 	}
@@ -73,8 +76,7 @@ func StartGitServer(ctx context.Context, dir string) (*GitServer, error) {
 	if _, g.DeployKeyPub, err = writeKeyPair(g.DeployKey, "imagebot-test-deploy"); err != nil {
 		return nil, err
 	}
-	auth := fmt.Sprintf("command=\"%s -c \\\"$SSH_ORIGINAL_COMMAND\\\"\",no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty %s\n", gitShell, g.DeployKeyPub)
-	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), []byte(auth), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), []byte(g.authorizedLine(g.DeployKeyPub)), 0o600); err != nil {
 		return nil, err
 	}
 	known := knownhosts.Line([]string{knownhosts.Normalize(g.Addr)}, hostPub) + "\n"
@@ -156,6 +158,139 @@ func writeKeyPair(path, comment string) (ssh.PublicKey, string, error) {
 	}
 	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub))) + " " + comment
 	return sshPub, line, os.WriteFile(path+".pub", []byte(line+"\n"), 0o644)
+}
+
+// authorizedLine is the authorized_keys line that lets pub run git commands (and nothing
+// else) through git-shell.
+func (g *GitServer) authorizedLine(pub string) string {
+	return fmt.Sprintf("command=\"%s -c \\\"$SSH_ORIGINAL_COMMAND\\\"\",no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty %s\n", g.gitShell, strings.TrimSpace(pub))
+}
+
+// AuthorizeKey authorizes another public key (authorized_keys format, as git.GenerateKey
+// returns it) on the server, with the same git-shell restriction as the deploy key. sshd
+// reads the file on every connection: no restart is needed.
+func (g *GitServer) AuthorizeKey(pub string) error {
+	pub = strings.TrimSpace(pub)
+	if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(pub)); err != nil {
+		return fmt.Errorf("git server: authorize key: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(g.Dir, "authorized_keys"), os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("git server: authorize key: %w", err)
+	}
+	if _, err := f.WriteString(g.authorizedLine(pub)); err != nil {
+		f.Close()
+		return fmt.Errorf("git server: authorize key: %w", err)
+	}
+	return f.Close()
+}
+
+// ConfigureRepo sets a git config option ("section.name", e.g.
+// "receive.advertisePushOptions") in the bare repository name.
+func (g *GitServer) ConfigureRepo(name, key, value string) error {
+	section, option, ok := strings.Cut(key, ".")
+	if !ok || strings.Contains(option, ".") {
+		return fmt.Errorf("git server: config key %q: want section.name", key)
+	}
+	repo, err := gogit.PlainOpen(g.RepoPath(name))
+	if err != nil {
+		return fmt.Errorf("git server: open %s: %w", name, err)
+	}
+	cfg, err := repo.Config()
+	if err != nil {
+		return err
+	}
+	cfg.Raw.Section(section).SetOption(option, value)
+	return repo.SetConfig(cfg)
+}
+
+// InstallHook writes an executable server-side hook (pre-receive, update, post-receive …)
+// into the bare repository name; an empty script removes it. git receive-pack runs it with
+// the repository as its working directory, over SSH and HTTP alike.
+func (g *GitServer) InstallHook(name, hook, script string) error {
+	dir := filepath.Join(g.RepoPath(name), "hooks")
+	if script == "" {
+		if err := os.Remove(filepath.Join(dir, hook)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	// Written aside and renamed: a push running at the moment sees the old hook or the new
+	// one, never a half-written file.
+	tmp := filepath.Join(dir, "."+hook+".tmp")
+	if err := os.WriteFile(tmp, []byte(script), 0o755); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, hook))
+}
+
+// Crash kills sshd and everything it started (the connection processes, git-shell,
+// receive-pack and its hooks) with SIGKILL at once, as a server that loses power would stop:
+// nothing finishes what it was doing. sshd's connections run in sessions of their own, so
+// Stop, which signals sshd's process group, would let them finish. Restart brings the server
+// back.
+func (g *GitServer) Crash() {
+	if g.proc == nil {
+		return
+	}
+	root := g.proc.Pid()
+	// Kill from the top down, repeatedly: a process may fork while its descendants are
+	// gathered. Bounded: a few rounds always suffice for a server that is not forking.
+	for range 5 {
+		pids := descendants(root)
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		_ = syscall.Kill(root, syscall.SIGKILL)
+		if len(pids) == 0 {
+			break
+		}
+	}
+	g.proc.stop(time.Second) // reaps sshd
+}
+
+// descendants returns the ids of every process below pid, read from /proc.
+func descendants(pid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	children := map[int][]int{}
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// The fields after the command name (which may hold spaces) start after the last ')':
+		// state, then ppid.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		if ppid, err := strconv.Atoi(f[1]); err == nil {
+			children[ppid] = append(children[ppid], child)
+		}
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 && len(out) < 10000 {
+		p := queue[0]
+		queue = queue[1:]
+		out = append(out, children[p]...)
+		queue = append(queue, children[p]...)
+	}
+	return out
 }
 
 // Stop stops sshd and its sessions.
