@@ -80,6 +80,7 @@ type GitAuth struct {
 	InsecureIgnoreHostKey bool   `yaml:"insecureIgnoreHostKey" json:"insecureIgnoreHostKey"`
 	Username              string `yaml:"username" json:"username"`         // HTTPS
 	PasswordFile          string `yaml:"passwordFile" json:"passwordFile"` // HTTPS password or token
+	CAFile                string `yaml:"caFile" json:"caFile"`             // HTTPS: a private CA's PEM
 }
 
 // Commit is how imagebot commits.

@@ -29,6 +29,7 @@ var fieldDoc = map[string]string{
 	"spec.git.auth.insecureIgnoreHostKey": "accept any host key (logged loudly at every start); for throwaway setups only",
 	"spec.git.auth.username":              "HTTPS user name",
 	"spec.git.auth.passwordFile":          "HTTPS password or token",
+	"spec.git.auth.caFile":                "HTTPS: PEM file of a private CA to trust for the git server, beside the system's",
 
 	"spec.git.commit":                          "how imagebot commits",
 	"spec.git.commit.authorName":               "commit author name",

@@ -271,7 +271,7 @@ func configSum(r *config.Repository) string {
 	b, _ := json.Marshal(r)
 	h.Write(b)
 	g := r.Spec.Git
-	files := []string{g.Auth.SSHKeyFile, g.Auth.SSHKeyPassphraseFile, g.Auth.KnownHostsFile, g.Auth.PasswordFile,
+	files := []string{g.Auth.SSHKeyFile, g.Auth.SSHKeyPassphraseFile, g.Auth.KnownHostsFile, g.Auth.PasswordFile, g.Auth.CAFile,
 		g.Commit.SigningKeyFile, g.Commit.SigningKeyPassphraseFile}
 	for _, reg := range r.Spec.Registries {
 		files = append(files, reg.DockerConfigFile, reg.CAFile)
@@ -381,6 +381,13 @@ func (d *Daemon) newBot(ctx context.Context, cfg *config.Repository) (*bot.Bot, 
 			return nil, nil, err
 		}
 		gopts.Auth = m
+	}
+	if g.Auth.CAFile != "" {
+		pem, err := os.ReadFile(g.Auth.CAFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("git CA file: %w", err)
+		}
+		gopts.CABundle = pem
 	}
 	if g.Commit.SigningKeyFile != "" {
 		key, err := git.ReadSigningKey(g.Commit.SigningKeyFile, g.Commit.SigningKeyPassphraseFile)

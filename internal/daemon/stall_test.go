@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -106,6 +107,56 @@ func TestRepositoryThatCannotStart(t *testing.T) {
 	w.waitStatus(t, 10*time.Second, func(st daemon.Status) bool {
 		for _, r := range st.Repositories {
 			if r.Repository == "other" && r.Started.After(started) && r.Error == "" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// TestHTTPSRepository: a repository reached over HTTPS with a user, a password file and a
+// private CA (spec.git.auth.caFile) is fetched.
+func TestHTTPSRepository(t *testing.T) {
+	w := startWorldWith(t, func(o *daemon.Options) { o.ConfigPoll = 100 * time.Millisecond }, "")
+	if _, err := w.env.Git.CreateRepo("other", "main", map[string]string{"README.md": "over https\n"}); err != nil {
+		t.Fatal(err)
+	}
+	hs, err := w.env.Git.ServeHTTPS(testenv.GitHTTPOptions{Users: map[string]string{"bot": "s3cret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hs.Close()
+	pw := filepath.Join(t.TempDir(), "password")
+	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(w.cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := fmt.Sprintf(`apiVersion: imagebot.dev/v1alpha1
+kind: Repository
+metadata:
+  name: other
+spec:
+  git:
+    url: %s
+    interval: 1h
+    auth: {username: bot, passwordFile: %s, caFile: %s}
+`, hs.URL("other"), pw, hs.CAFile)
+	if err := os.WriteFile(w.cfgFile+".tmp", []byte(string(cfg)+"---\n"+other), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(w.cfgFile+".tmp", w.cfgFile); err != nil {
+		t.Fatal(err)
+	}
+	head, err := testenv.Head(w.env.Git.RepoPath("other"), "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.waitStatus(t, 20*time.Second, func(st daemon.Status) bool {
+		for _, r := range st.Repositories {
+			if r.Repository == "other" && r.Revision == head.Hash.String() && r.Error == "" {
 				return true
 			}
 		}
