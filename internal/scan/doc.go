@@ -45,7 +45,9 @@
 // with bursts of 20; Options.Hosts per host). A 429 halves the host's rate (down to 1/64
 // of it), which recovers by a twentieth of the configured rate per successful request; the
 // request is retried after Retry-After when the registry sends one of at most
-// MaxRetryAfter (default 10s), else with exponential backoff. A longer Retry-After fails
+// MaxRetryAfter (default 10s), and meanwhile no other request goes to that host (the wait
+// counts as a rate-limit wait, in Result.Waited and the metrics), else with exponential
+// backoff. A longer Retry-After fails
 // the scan with ErrRateLimited and the scheduler waits that long. 500, 502, 503, 504,
 // connection resets and attempts slower than RequestTimeout (default 30s, body included)
 // are retried with jittered exponential backoff (200ms doubling, at most 10s between tries,

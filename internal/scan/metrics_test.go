@@ -1,8 +1,12 @@
 package scan_test
 
 import (
+	"errors"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/prometheus/client_golang/prometheus"
@@ -104,4 +108,97 @@ func value(t *testing.T, reg *prometheus.Registry, name string, labels map[strin
 		}
 	}
 	return 0
+}
+
+// TestMetricsMoveOnTheirEvents: the rate-limit wait, failure, tag cap and webhook counters
+// each move when their event happens, with the labels the dashboards use.
+func TestMetricsMoveOnTheirEvents(t *testing.T) {
+	host, stop := testenv.StartInProcessRegistry()
+	defer stop()
+	for _, r := range []string{"app", "broken"} {
+		push(t, host, authn.Anonymous, r, "v1", testenv.ImageSpec{Created: base})
+	}
+	retag(t, host, authn.Anonymous, "app", "v1", "v2")
+	proxy := testenv.StartFaultProxy(host)
+	defer proxy.Close()
+	h := proxy.Host
+	reg := prometheus.NewRegistry()
+	m, err := scan.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := scan.New(scan.Options{Metrics: m, Retry: scan.Retry{Attempts: 2, Base: time.Millisecond}})
+	app, broken := repoOf(t, h, "app"), repoOf(t, h, "broken")
+	// Warm the session, so that only the scans below count.
+	if _, err := sc.Scan(ctxT(t), app, scan.Need{}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(what, name string, labels map[string]string, want float64) {
+		t.Helper()
+		if got := value(t, reg, name, labels); got != want {
+			t.Errorf("%s: %s%v = %v, want %v", what, name, labels, got, want)
+		}
+	}
+	waits := map[string]string{"registry": h}
+	check("before any 429", "imagebot_scan_ratelimit_waits_total", waits, 0)
+
+	// A 429 asking for a second: the retry waits for it, counted as a rate-limit wait.
+	proxy.Add(&testenv.FaultRule{Match: pathHas("/v2/app/tags/list"), Faults: []testenv.Fault{{Status: http.StatusTooManyRequests,
+		Header: http.Header{"Retry-After": {"1"}}}}})
+	res, err := sc.Scan(ctxT(t), app, scan.Need{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("a 429 with Retry-After: 1", "imagebot_scan_ratelimit_waits_total", waits, 1)
+	if secs := value(t, reg, "imagebot_scan_ratelimit_wait_seconds_total", waits); secs < 0.9 || secs > 5 {
+		t.Errorf("a 429 with Retry-After: 1: waited %vs in all, want about 1", secs)
+	}
+	if res.Waited < 900*time.Millisecond {
+		t.Errorf("a 429 with Retry-After: 1: Result.Waited = %s, want about 1s", res.Waited)
+	}
+	check("a 429 with Retry-After: 1", "imagebot_scan_ratelimit_throttled_total", waits, 1)
+
+	// A failing repository: one failure per failed scan, by reason.
+	proxy.Add(&testenv.FaultRule{Match: pathHas("/v2/broken/"), Then: &testenv.Fault{Status: http.StatusInternalServerError}})
+	for range 2 {
+		if _, err := sc.Scan(ctxT(t), broken, scan.Need{}); !errors.Is(err, scan.ErrUnavailable) {
+			t.Fatalf("broken: err = %v, want ErrUnavailable", err)
+		}
+	}
+	check("two failed scans", "imagebot_scan_failures_total", map[string]string{"registry": h, "reason": "unavailable"}, 2)
+
+	// The tag cap: app lists 2 tags, one more than its cap.
+	listed := value(t, reg, "imagebot_scan_tags_listed_total", waits)
+	if _, err := sc.Scan(ctxT(t), app, scan.Need{TagCap: 1}); !errors.Is(err, scan.ErrTagCap) {
+		t.Fatalf("cap 1: err = %v, want ErrTagCap", err)
+	}
+	check("a capped listing", "imagebot_scan_tag_cap_hits_total", waits, 1)
+	check("a capped listing", "imagebot_scan_failures_total", map[string]string{"registry": h, "reason": "tag_cap"}, 1)
+	check("a capped listing (not counted as listed)", "imagebot_scan_tags_listed_total", waits, listed)
+
+	// Webhooks: accepted, refused (wrong token), unreadable.
+	hook, err := scan.NewWebhook(scan.WebhookOptions{Format: scan.FormatGeneric, Token: "right", Trigger: &recorder{}, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		token, body string
+		code        int
+	}{
+		{"right", `{"image":"registry.example.com/team/app","tag":"v2"}`, http.StatusAccepted},
+		{"wrong", `{"image":"registry.example.com/team/app","tag":"v2"}`, http.StatusUnauthorized},
+		{"wrong", `{"image":"registry.example.com/team/app","tag":"v3"}`, http.StatusUnauthorized},
+		{"right", `{"image":`, http.StatusBadRequest},
+	} {
+		req := httptest.NewRequest(http.MethodPost, "/hook", strings.NewReader(tc.body))
+		req.Header.Set("Authorization", "Bearer "+tc.token)
+		w := httptest.NewRecorder()
+		hook.ServeHTTP(w, req)
+		if w.Code != tc.code {
+			t.Fatalf("webhook with token %q: status %d, want %d", tc.token, w.Code, tc.code)
+		}
+	}
+	check("webhooks", "imagebot_scan_webhooks_total", map[string]string{"format": "generic", "result": "accepted"}, 1)
+	check("webhooks", "imagebot_scan_webhooks_total", map[string]string{"format": "generic", "result": "unauthorized"}, 2)
+	check("webhooks", "imagebot_scan_webhooks_total", map[string]string{"format": "generic", "result": "invalid"}, 1)
 }

@@ -31,12 +31,14 @@ func (l Limit) withDefaults() Limit {
 	return l
 }
 
-// hostLimiter is one host's bucket, slowed on 429 and recovering on success.
+// hostLimiter is one host's bucket, slowed on 429 and recovering on success, and paused
+// for the Retry-After a registry asks for.
 type hostLimiter struct {
 	mu    sync.Mutex
 	lim   *rate.Limiter
 	base  rate.Limit // configured rate
 	floor rate.Limit // never slower than this
+	until time.Time  // no request before this (a Retry-After)
 }
 
 func newHostLimiter(l Limit) *hostLimiter {
@@ -45,16 +47,27 @@ func newHostLimiter(l Limit) *hostLimiter {
 	return &hostLimiter{lim: rate.NewLimiter(base, l.Burst), base: base, floor: max(base/64, 0.05)}
 }
 
-// wait takes a token and reports how long it waited.
+// wait waits out a pause, takes a token and reports how long it waited.
 func (h *hostLimiter) wait(ctx context.Context) (time.Duration, error) {
 	start := time.Now()
+	h.mu.Lock()
+	paused := time.Until(h.until)
+	h.mu.Unlock()
+	if paused > 0 {
+		if err := sleep(ctx, paused); err != nil {
+			return time.Since(start), err
+		}
+	}
 	r := h.lim.Reserve()
 	if !r.OK() {
-		return 0, context.DeadlineExceeded
+		return time.Since(start), context.DeadlineExceeded
 	}
 	d := r.Delay()
 	if d == 0 {
-		return 0, nil
+		if paused <= 0 {
+			return 0, nil
+		}
+		return time.Since(start), nil
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -64,6 +77,16 @@ func (h *hostLimiter) wait(ctx context.Context) (time.Duration, error) {
 	case <-ctx.Done():
 		r.Cancel()
 		return time.Since(start), ctx.Err()
+	}
+}
+
+// pause holds every request to the host for d (a Retry-After): the registry asked this
+// client to wait, not only the request it refused.
+func (h *hostLimiter) pause(d time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if u := time.Now().Add(d); u.After(h.until) {
+		h.until = u
 	}
 }
 

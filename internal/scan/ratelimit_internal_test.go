@@ -74,3 +74,24 @@ func TestBackoffIsBoundedAndJittered(t *testing.T) {
 		}
 	}
 }
+
+func TestHostLimiterPause(t *testing.T) {
+	h := newHostLimiter(Limit{RPS: 1000, Burst: 10})
+	ctx := context.Background()
+	if waited, err := h.wait(ctx); err != nil || waited != 0 {
+		t.Fatalf("a full bucket: waited %s, %v; want 0", waited, err)
+	}
+	h.pause(200 * time.Millisecond) // a Retry-After: every request to the host waits it out
+	h.pause(50 * time.Millisecond)  // a shorter one does not shorten it
+	start := time.Now()
+	waited, err := h.wait(ctx)
+	if err != nil || waited < 180*time.Millisecond || time.Since(start) < 180*time.Millisecond || waited > 2*time.Second {
+		t.Errorf("after pause(200ms): waited %s (%s), %v; want about 200ms", waited, time.Since(start), err)
+	}
+	h.pause(time.Hour)
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := h.wait(ctx); err == nil {
+		t.Error("a wait past its context's deadline returned no error")
+	}
+}

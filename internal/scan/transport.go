@@ -84,8 +84,8 @@ func (t *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 				break // cannot replay the body
 			}
 			d := t.retry.backoff(try - 1)
-			if ra, ok := RetryAfter(last); ok {
-				d = ra
+			if _, ok := RetryAfter(last); ok {
+				d = 0 // the host is paused for it: lim.wait waits, and counts it
 			}
 			if err := sleep(ctx, d); err != nil {
 				return nil, err
@@ -137,6 +137,7 @@ func (t *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 			if ra > t.maxWait {
 				return nil, last // the scheduler comes back later
 			}
+			lim.pause(ra)
 			continue
 		case resp.StatusCode == http.StatusInternalServerError, resp.StatusCode == http.StatusBadGateway,
 			resp.StatusCode == http.StatusServiceUnavailable, resp.StatusCode == http.StatusGatewayTimeout:
@@ -147,6 +148,7 @@ func (t *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 			if ra > t.maxWait {
 				return nil, last
 			}
+			lim.pause(ra)
 			continue
 		}
 		lim.recover()

@@ -86,6 +86,27 @@ func TestWebhookFormats(t *testing.T) {
 		{name: "github package", format: scan.FormatGitHub, headers: map[string]string{"X-GitHub-Event": "package"},
 			body: `{"action":"published","package":{"name":"app","namespace":"Octo-Org","package_type":"CONTAINER","owner":{"login":"Octo-Org"},"package_version":{"version":"sha256:3da4","container_metadata":{"tag":{"name":"v1","digest":"sha256:3da4"}},"package_url":"ghcr.io/octo-org/app:v1"}},"registry":{"url":"https://ghcr.io"}}`,
 			want: []string{"ghcr.io/octo-org/app"}},
+		// The "registry_package" event GitHub sends for a container pushed to ghcr.io (the
+		// older name of "package"), with the repository and sender around it.
+		{name: "github registry_package", format: scan.FormatGitHub, headers: map[string]string{"X-GitHub-Event": "registry_package"},
+			body: `{"action":"published","registry_package":{"id":3512097,"name":"app","namespace":"Octo-Org","description":"",` +
+				`"ecosystem":"CONTAINER","package_type":"CONTAINER","html_url":"https://github.com/orgs/Octo-Org/packages/container/package/app",` +
+				`"created_at":"2024-05-01T12:00:00Z","updated_at":"2024-05-01T12:00:00Z","owner":{"login":"Octo-Org","id":21031067,"type":"Organization"},` +
+				`"package_version":{"id":212718263,"version":"sha256:3da4b2c1","name":"sha256:3da4b2c1","summary":"","body":"",` +
+				`"target_commitish":"main","target_oid":"a10867b","created_at":"2024-05-01T12:00:00Z","updated_at":"2024-05-01T12:00:00Z",` +
+				`"metadata":[],"container_metadata":{"tag":{"name":"v1.2.0","digest":"sha256:3da4b2c1"},"labels":{"description":"","source":"https://github.com/Octo-Org/app","revision":"a10867b"},` +
+				`"manifest":{"digest":"sha256:3da4b2c1","media_type":"application/vnd.oci.image.index.v1+json","uri":"repositories/octo-org/app/manifests/sha256:3da4b2c1","size":1609}},` +
+				`"package_files":[],"installation_command":"docker pull ghcr.io/octo-org/app:v1.2.0","package_url":"ghcr.io/octo-org/app:v1.2.0"},` +
+				`"registry":{"about_url":"https://docs.github.com/packages/learn-github-packages/introduction-to-github-packages","name":"GitHub CONTAINER registry","type":"CONTAINER","url":"https://ghcr.io/octo-org","vendor":"GitHub Inc"}},` +
+				`"repository":{"id":1296269,"name":"app","full_name":"Octo-Org/app","private":true,"owner":{"login":"Octo-Org","type":"Organization"}},` +
+				`"organization":{"login":"Octo-Org","id":21031067},"sender":{"login":"octocat","id":1,"type":"User"}}`,
+			want: []string{"ghcr.io/octo-org/app"}},
+		{name: "github registry_package without a package_url", format: scan.FormatGitHub, headers: map[string]string{"X-GitHub-Event": "registry_package"},
+			body: `{"action":"updated","registry_package":{"name":"Worker","namespace":"","package_type":"container","owner":{"login":"Octo-Org"},` +
+				`"package_version":{"version":"sha256:77aa","container_metadata":{"tag":{"name":"latest","digest":"sha256:77aa"}}}},"sender":{"login":"octocat"}}`,
+			want: []string{"ghcr.io/octo-org/worker"}},
+		{name: "github registry_package npm is ignored", format: scan.FormatGitHub, headers: map[string]string{"X-GitHub-Event": "registry_package"},
+			body: `{"action":"published","registry_package":{"name":"lib","namespace":"octo-org","ecosystem":"npm","package_type":"npm","package_version":{"package_url":"npm.pkg.github.com/@octo-org/lib@1.0.0"}}}`},
 		{name: "github npm package is ignored", format: scan.FormatGitHub, headers: map[string]string{"X-GitHub-Event": "package"},
 			body: `{"action":"published","package":{"name":"lib","namespace":"octo-org","package_type":"npm"}}`},
 		{name: "generic signed", format: scan.FormatGeneric,
