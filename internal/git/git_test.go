@@ -673,3 +673,44 @@ func TestRevertKnownToAFreshDataDir(t *testing.T) {
 		t.Error("a human's image change was taken for imagebot's")
 	}
 }
+
+// TestMirrorBrokenWhileRunning: objects lost from the mirror under a running Repo (a disk
+// error, a stray cleanup) are noticed by the next Checkout, which clones again, warns, and
+// converges on the remote head.
+func TestMirrorBrokenWhileRunning(t *testing.T) {
+	w := newWorld(t, seed(t))
+	dir := t.TempDir()
+	r := w.open(t, dir, nil)
+	if _, err := r.Checkout(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	r.Warnings() // the first clone's
+	objects := filepath.Join(dir, "mirror", "objects")
+	entries, err := os.ReadDir(objects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries { // every object, loose or packed; the refs stay
+		if err := os.RemoveAll(filepath.Join(objects, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := testenv.CommitFiles(w.path, "main", map[string]string{"NOTES.md": "after the damage\n"}, "human")
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := r.Checkout(ctxT(t))
+	if err != nil || head != h {
+		t.Fatalf("checkout after the damage: %s %v (want %s)", head, err, h)
+	}
+	if warn := r.Warnings(); len(warn) != 1 || !strings.Contains(warn[0], "cloning again") {
+		t.Errorf("warnings = %v", warn)
+	}
+	if b, err := os.ReadFile(filepath.Join(r.WorkDir(), "NOTES.md")); err != nil || string(b) != "after the damage\n" {
+		t.Errorf("working tree: %q %v", b, err)
+	}
+	res, err := r.Update(ctxT(t), setImage("flask", "registry.example.com/team/flaskapp:develop-v1.8.1"))
+	if err != nil || res.Commit.IsZero() {
+		t.Fatalf("update after the re-clone: %+v %+v %v", res, res.Changes, err)
+	}
+}

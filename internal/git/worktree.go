@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
+	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
@@ -48,15 +50,70 @@ func (r *Repo) writeState(s workState) error {
 	return os.Rename(tmp, r.statePath())
 }
 
-// Checkout fetches and brings the working tree to the remote head, which it returns.
+// Checkout fetches and brings the working tree to the remote head, which it returns. A
+// mirror found broken on the way (objects lost from the disk under a running daemon) is
+// cloned again, with a warning.
 func (r *Repo) Checkout(ctx context.Context) (plumbing.Hash, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	head, err := r.fetchAndMove(ctx)
+	if err == nil || ctx.Err() != nil {
+		return head, err
+	}
+	verr := r.verifyMirror()
+	if verr == nil {
+		return head, err
+	}
+	r.warn(fmt.Sprintf("mirror %s broken (%v): cloning again", r.mirrorDir(), verr))
+	if ierr := r.initMirror(); ierr != nil {
+		return plumbing.ZeroHash, errors.Join(err, ierr)
+	}
+	r.lastFetch, r.lastHead = time.Time{}, plumbing.ZeroHash
+	return r.fetchAndMove(ctx)
+}
+
+func (r *Repo) fetchAndMove(ctx context.Context) (plumbing.Hash, error) {
 	head, err := r.fetch(ctx)
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}
 	return head, r.moveWorkTree(ctx, head)
+}
+
+// verifyMirror checks that the fetched head, its tree and every object under it are in the
+// mirror on disk (read afresh: the open repository's caches may still hold what the disk
+// lost).
+func (r *Repo) verifyMirror() error {
+	repo, err := gogit.PlainOpen(r.mirrorDir())
+	if err != nil {
+		return err
+	}
+	ref, err := repo.Reference(r.trackingRef(), true)
+	if err != nil {
+		return nil // nothing fetched: nothing to check
+	}
+	c, err := repo.CommitObject(ref.Hash())
+	if err != nil {
+		return fmt.Errorf("head %s: %w", ref.Hash(), err)
+	}
+	tree, err := c.Tree()
+	if err != nil {
+		return fmt.Errorf("tree of %s: %w", ref.Hash(), err)
+	}
+	walker := object.NewTreeWalker(tree, true, nil)
+	defer walker.Close()
+	for {
+		name, entry, err := walker.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("tree of %s: %w", ref.Hash(), err)
+		}
+		if err := repo.Storer.HasEncodedObject(entry.Hash); err != nil {
+			return fmt.Errorf("%s (%s): %w", name, entry.Hash, err)
+		}
+	}
 }
 
 // moveWorkTree brings the working tree to commit to: by the difference from the commit it
@@ -80,6 +137,11 @@ func (r *Repo) moveWorkTree(ctx context.Context, to plumbing.Hash) error {
 		}
 	} else if st.Editing {
 		r.warn("working tree: an edit was interrupted: checking out afresh")
+	}
+	// Until the checkout completes the tree holds no known commit: a checkout that fails
+	// half-way (a lost object) must not leave a state that the next run trusts.
+	if err := r.writeState(workState{}); err != nil {
+		return err
 	}
 	if err := r.fullCheckout(toTree); err != nil {
 		return err
