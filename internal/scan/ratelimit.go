@@ -21,9 +21,14 @@ const (
 	DefaultBurst = 20
 )
 
+// withDefaults fills in DefaultRPS and DefaultBurst; a rate given without a burst gets a
+// burst of one second's worth.
 func (l Limit) withDefaults() Limit {
 	if l.RPS <= 0 {
 		l.RPS = DefaultRPS
+		if l.Burst <= 0 {
+			l.Burst = DefaultBurst
+		}
 	}
 	if l.Burst <= 0 {
 		l.Burst = max(1, int(l.RPS))

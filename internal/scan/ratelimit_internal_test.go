@@ -95,3 +95,16 @@ func TestHostLimiterPause(t *testing.T) {
 		t.Error("a wait past its context's deadline returned no error")
 	}
 }
+
+func TestLimitDefaults(t *testing.T) {
+	for _, c := range []struct{ in, want Limit }{
+		{Limit{}, Limit{RPS: DefaultRPS, Burst: DefaultBurst}},
+		{Limit{RPS: 2}, Limit{RPS: 2, Burst: 2}},
+		{Limit{RPS: 0.5}, Limit{RPS: 0.5, Burst: 1}},
+		{Limit{Burst: 3}, Limit{RPS: DefaultRPS, Burst: 3}},
+	} {
+		if got := c.in.withDefaults(); got != c.want {
+			t.Errorf("%+v: %+v, want %+v", c.in, got, c.want)
+		}
+	}
+}
