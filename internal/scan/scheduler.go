@@ -86,18 +86,23 @@ type Scheduler struct {
 	byID   map[string]*group
 	queue  queue
 	wake   chan struct{}
+	// failing counts the running scans of groups whose last scan failed: they may hold all
+	// workers but one, so that repositories (or a whole registry) that hang until their
+	// timeout do not stall the healthy ones (see next).
+	failing int
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
 type group struct {
-	key      string
-	repo     name.Repository
-	cred     Credentials
-	watches  map[string]Watch
-	need     Need
-	interval time.Duration
+	heldFailing bool // it runs counted in Scheduler.failing
+	key         string
+	repo        name.Repository
+	cred        Credentials
+	watches     map[string]Watch
+	need        Need
+	interval    time.Duration
 
 	due       time.Time
 	prio      int // 1: triggered
@@ -348,18 +353,34 @@ func (s *Scheduler) run(ctx context.Context) {
 	}
 }
 
-// next waits for the first due group and marks it running; nil when ctx ends.
+// next waits for the first due group and marks it running; nil when ctx ends. A group whose
+// last scan failed waits while failing groups hold all workers but one.
 func (s *Scheduler) next(ctx context.Context, timer *time.Timer) *group {
+	maxFailing := max(1, s.opts.Workers-1)
 	for {
 		s.mu.Lock()
 		wait := time.Hour
-		if len(s.queue) > 0 {
-			g := s.queue[0]
-			if d := time.Until(g.due); g.prio > 0 || d <= 0 {
-				heap.Pop(&s.queue)
-				g.running, g.triggered, g.prio = true, g.prio > 0, 0
+		eligible := func(g *group) bool { return g.failures == 0 || s.failing < maxFailing }
+		var best *group
+		if len(s.queue) > 0 && eligible(s.queue[0]) {
+			best = s.queue[0] // the usual case: the head of the queue
+		} else {
+			for _, g := range s.queue {
+				if eligible(g) && (best == nil || g.prio > best.prio || (g.prio == best.prio && g.due.Before(best.due))) {
+					best = g
+				}
+			}
+		}
+		if best != nil {
+			if d := time.Until(best.due); best.prio > 0 || d <= 0 {
+				heap.Remove(&s.queue, best.index)
+				best.running, best.triggered, best.prio = true, best.prio > 0, 0
+				if best.failures > 0 {
+					best.heldFailing = true
+					s.failing++
+				}
 				s.mu.Unlock()
-				return g
+				return best
 			} else {
 				wait = d
 			}
@@ -385,6 +406,15 @@ func (s *Scheduler) scan(ctx context.Context, g *group) {
 	s.mu.Lock()
 	need := g.need
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		if g.heldFailing {
+			g.heldFailing = false
+			s.failing--
+		}
+		s.mu.Unlock()
+		s.poke() // a failing group held back may go now
+	}()
 	res, err := s.sc.Scan(ctx, g.repo, need)
 	if ctx.Err() != nil {
 		return

@@ -421,3 +421,43 @@ func TestFailingRepositoryDoesNotDelayOthers(t *testing.T) {
 		}
 	}
 }
+
+// TestHangingRegistryLeavesAWorker: repositories of a registry that hangs hold at most all
+// workers but one, so another registry's repository keeps being scanned on time.
+func TestHangingRegistryLeavesAWorker(t *testing.T) {
+	host, stop := testenv.StartInProcessRegistry()
+	defer stop()
+	for _, r := range []string{"good", "bad1", "bad2"} {
+		push(t, host, authn.Anonymous, r, "v1", testenv.ImageSpec{Created: base})
+	}
+	proxy := testenv.StartFaultProxy(host) // the "hanging registry": another host
+	defer proxy.Close()
+	good := repoOf(t, host, "good")
+	bad1, bad2 := repoOf(t, proxy.Host, "bad1"), repoOf(t, proxy.Host, "bad2")
+	const interval = 200 * time.Millisecond
+	times := newScanTimes()
+	sc := scan.New(scan.Options{RequestTimeout: 300 * time.Millisecond, Retry: scan.Retry{Attempts: 2, Base: 10 * time.Millisecond},
+		Limit: scan.Limit{RPS: 1000}})
+	sched := scan.NewScheduler(sc, scan.SchedulerOptions{Interval: interval, Workers: 2, RetryBase: 10 * time.Millisecond,
+		OnUpdate: times.on})
+	proxy.Add(&testenv.FaultRule{Match: pathHas("/v2/bad"), Then: &testenv.Fault{Delay: 5 * time.Second}})
+	sched.Watch("bad1", scan.Watch{Repo: bad1})
+	sched.Watch("bad2", scan.Watch{Repo: bad2})
+	sched.Watch("good", scan.Watch{Repo: good})
+	sched.Start(ctxT(t))
+	defer sched.Stop()
+	times.waitFor(t, good, 1, 10*time.Second)
+	start := time.Now()
+	time.Sleep(2 * time.Second)
+	_, at := times.get(good)
+	n := 0
+	for _, a := range at {
+		if a.After(start) {
+			n++
+		}
+	}
+	// 2s at 200ms: about 9 scans of good; with both workers held by the hanging host, none.
+	if n < 6 {
+		t.Errorf("good was scanned %d times in 2s beside a hanging registry, want about 9", n)
+	}
+}
