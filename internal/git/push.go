@@ -83,20 +83,7 @@ func (r *Repo) Update(ctx context.Context, edit EditFunc, opts ...UpdateOption) 
 			return res, r.resetEdits(head, cs)
 		}
 		if err == nil {
-			res.Commit = commit
-			if c, cerr := r.repo.CommitObject(commit); cerr == nil {
-				res.Message = c.Message
-			}
-			if err := r.markPushed(head, commit, cs); err != nil {
-				return res, err
-			}
-			if r.pushBranch() == r.opts.Branch {
-				res.Head = commit
-			}
-			if r.opts.AfterPush != nil {
-				r.opts.AfterPush(Pushed{Commit: commit, Branch: r.pushBranch()})
-			}
-			return res, nil
+			return res, r.pushed(res, head, commit, cs)
 		}
 		// Put the working tree back as head has it, then find out whether another writer
 		// moved the branch (a race: edit again on the new head) or the push failed outright.
@@ -105,6 +92,14 @@ func (r *Repo) Update(ctx context.Context, edit EditFunc, opts ...UpdateOption) 
 		}
 		if !errors.Is(err, errRaced) {
 			newHead, ferr := r.fetch(ctx)
+			if ferr == nil && newHead == commit && r.pushBranch() == r.opts.Branch {
+				// The push landed though the server did not confirm it (the connection
+				// dropped after the branch moved): it is done.
+				if err := r.moveWorkTree(ctx, commit); err != nil {
+					return res, err
+				}
+				return res, r.pushed(res, head, commit, cs)
+			}
 			if ferr != nil || newHead == head {
 				return res, fmt.Errorf("git push %s %s: %w", r.opts.URL, r.pushBranch(), err)
 			}
@@ -163,6 +158,24 @@ func (r *Repo) resetEdits(head plumbing.Hash, cs *update.ChangeSet) error {
 		return fmt.Errorf("restore the working tree: %w", err)
 	}
 	return r.writeState(workState{Commit: head.String()})
+}
+
+// pushed completes res for a push of commit (head plus cs) that landed, and runs AfterPush.
+func (r *Repo) pushed(res *Result, head, commit plumbing.Hash, cs *update.ChangeSet) error {
+	res.Commit = commit
+	if c, err := r.repo.CommitObject(commit); err == nil {
+		res.Message = c.Message
+	}
+	if err := r.markPushed(head, commit, cs); err != nil {
+		return err
+	}
+	if r.pushBranch() == r.opts.Branch {
+		res.Head = commit
+	}
+	if r.opts.AfterPush != nil {
+		r.opts.AfterPush(Pushed{Commit: commit, Branch: r.pushBranch()})
+	}
+	return nil
 }
 
 // markPushed records what the working tree holds after a push of commit (head plus cs):
