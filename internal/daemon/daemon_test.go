@@ -303,6 +303,9 @@ func TestGitPushHook(t *testing.T) {
 		{"/hooks/git/gitlab", func(string) map[string]string {
 			return map[string]string{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "hook-token"}
 		}, `{"ref":"refs/heads/main","project":{"git_ssh_url":"` + w.url + `"}}`},
+		{"/hooks/git/gitea", func(b string) map[string]string { // Gitea signs in plain hex
+			return map[string]string{"X-Gitea-Event": "push", "X-Gitea-Signature": strings.TrimPrefix(sign(b), "sha256=")}
+		}, `{"ref":"refs/heads/main","repository":{"ssh_url":"` + w.url + `"}}`},
 	} {
 		h, err := testenv.CommitFiles(w.repoPath, "main", map[string]string{"NOTES.md": fmt.Sprint("note ", i)}, "a human")
 		if err != nil {
@@ -320,6 +323,9 @@ func TestGitPushHook(t *testing.T) {
 	}
 	if code := post("/hooks/git/gitlab", map[string]string{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "nope"}, body); code != http.StatusUnauthorized {
 		t.Errorf("bad token: status %d", code)
+	}
+	if code := post("/hooks/git/gitea", map[string]string{"X-Gitea-Event": "push", "X-Gitea-Signature": "00"}, body); code != http.StatusUnauthorized {
+		t.Errorf("bad Gitea signature: status %d", code)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
+	"strings"
 	"slices"
 	"time"
 
@@ -289,6 +290,13 @@ func (r *Repo) push(ctx context.Context, base, commit plumbing.Hash, objects []p
 		return fmt.Errorf("pack %d objects: %w", len(objects), err)
 	}
 	req.Packfile = io.NopCloser(&pack)
+	// What the server says on the side (a hook's refusal, GitHub's protected-branch
+	// message) goes into the error: "pre-receive hook declined" alone does not say why.
+	var remote remoteMessages
+	if ar.Capabilities.Supports(capability.Sideband64k) {
+		_ = req.Capabilities.Set(capability.Sideband64k)
+		req.Progress = &remote
+	}
 	status, err := sess.ReceivePack(ctx, req)
 	if err != nil {
 		if ctx.Err() == nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
@@ -297,12 +305,41 @@ func (r *Repo) push(ctx context.Context, base, commit plumbing.Hash, objects []p
 			// Update, finds out (and does not push the same change twice).
 			return fmt.Errorf("%w: %w", errUnconfirmed, err)
 		}
-		return explainAuth(err, r.opts.Auth)
+		return remote.annotate(explainAuth(err, r.opts.Auth))
 	}
 	if status != nil {
-		return status.Error()
+		if err := status.Error(); err != nil {
+			return remote.annotate(err)
+		}
 	}
 	return nil
+}
+
+// remoteMessages keeps the last of what a server sent on the progress side band.
+type remoteMessages struct{ b []byte }
+
+const maxRemoteMessages = 2048
+
+func (m *remoteMessages) Write(p []byte) (int, error) {
+	m.b = append(m.b, p...)
+	if len(m.b) > maxRemoteMessages {
+		m.b = m.b[len(m.b)-maxRemoteMessages:]
+	}
+	return len(p), nil
+}
+
+// annotate adds the server's messages to err, one line each, as "remote: …".
+func (m *remoteMessages) annotate(err error) error {
+	var lines []string
+	for _, l := range strings.FieldsFunc(string(m.b), func(r rune) bool { return r == '\n' || r == '\r' }) {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, "remote: "+l)
+		}
+	}
+	if len(lines) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w (%s)", err, strings.Join(lines, "; "))
 }
 
 // sameTree says whether commits a and b have the same tree (false when a is not in the
