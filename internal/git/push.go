@@ -8,8 +8,8 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
-	"strings"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
