@@ -118,6 +118,29 @@ func startWorldWith(t testing.TB, mod func(*daemon.Options), spec string) *world
 	return w
 }
 
+// config returns the daemon's config file.
+func (w *world) config(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile(w.cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// setConfig replaces the daemon's config file whole (as editors and ConfigMap volumes do:
+// a file caught half-written would read as a broken config).
+func (w *world) setConfig(t testing.TB, body string) {
+	t.Helper()
+	tmp := w.cfgFile + ".tmp"
+	if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, w.cfgFile); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (w *world) status(t testing.TB) daemon.Status {
 	resp, err := http.Get(w.daemon + "/api/v1/status")
 	if err != nil {
@@ -338,18 +361,7 @@ func TestConfigReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Point the repository at a branch that does not exist: the restarted bot reports it.
-	// The edits replace the file whole (as editors and ConfigMap volumes do): a file caught
-	// half-written would show a passing "no Repository found" error instead.
-	replace := func(body []byte) {
-		t.Helper()
-		tmp := w.cfgFile + ".tmp"
-		if err := os.WriteFile(tmp, body, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, w.cfgFile); err != nil {
-			t.Fatal(err)
-		}
-	}
+	replace := func(body []byte) { w.setConfig(t, string(body)) }
 	replace([]byte(strings.Replace(string(cfg), "    interval: 1h\n", "    interval: 1h\n    branch: nope\n", 1)))
 	w.waitStatus(t, 10*time.Second, func(st daemon.Status) bool {
 		return len(st.Repositories) == 1 && strings.Contains(st.Repositories[0].Error, "branch not found")
@@ -444,20 +456,12 @@ func BenchmarkPollToCommit(b *testing.B) {
 	w := startWorldWith(b, func(o *daemon.Options) {
 		o.WebhookToken, o.WebhookHMACSecret, o.ConfigPoll = "", nil, 100*time.Millisecond
 	}, "")
-	cfg, err := os.ReadFile(w.cfgFile)
-	if err != nil {
-		b.Fatal(err)
-	}
-	next := strings.Replace(string(cfg), "  scan:\n    interval: 1h\n", "  scan:\n    interval: 2s\n", 1)
-	if next == string(cfg) {
+	cfg := w.config(b)
+	next := strings.Replace(cfg, "  scan:\n    interval: 1h\n", "  scan:\n    interval: 2s\n", 1)
+	if next == cfg {
 		b.Fatal("no scan interval to change in the config")
 	}
-	if err := os.WriteFile(w.cfgFile+".tmp", []byte(next), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.Rename(w.cfgFile+".tmp", w.cfgFile); err != nil {
-		b.Fatal(err)
-	}
+	w.setConfig(b, next)
 	time.Sleep(time.Second) // the restarted bot watches at the new interval
 	var lat []time.Duration
 	n := 1

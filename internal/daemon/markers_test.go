@@ -1,7 +1,6 @@
 package daemon_test
 
 import (
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -22,18 +21,8 @@ func TestMarkersAndPaths(t *testing.T) {
 		"deploy/kustomization.yaml": kustomization, "other/flask.yaml": outside}, "a human"); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := os.ReadFile(w.cfgFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	next := strings.Replace(string(cfg), "    auth:\n", "    paths: [apps, deploy]\n    auth:\n", 1) +
-		"  markers:\n    \"my-demo:flask\": {image: " + reg + "/team/flaskapp, policy: \"glob:develop-v*\"}\n"
-	if err := os.WriteFile(w.cfgFile+".tmp", []byte(next), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(w.cfgFile+".tmp", w.cfgFile); err != nil {
-		t.Fatal(err)
-	}
+	w.setConfig(t, strings.Replace(w.config(t), "    auth:\n", "    paths: [apps, deploy]\n    auth:\n", 1)+
+		"  markers:\n    \"my-demo:flask\": {image: "+reg+"/team/flaskapp, policy: \"glob:develop-v*\"}\n")
 	w.waitStatus(t, 10*time.Second, func(st daemon.Status) bool {
 		return len(st.Repositories) == 1 && len(st.Repositories[0].Targets) == 2
 	})

@@ -23,17 +23,7 @@ func TestScanOptions(t *testing.T) {
 	dir := t.TempDir()
 	parse := func(registries string) []*config.Repository {
 		t.Helper()
-		repos, err := config.Parse("repo.yaml", []byte(`apiVersion: imagebot.dev/v1alpha1
-kind: Repository
-metadata: {name: r}
-spec:
-  git: {url: "ssh://git@127.0.0.1/r.git", auth: {sshKeyFile: /dev/null, knownHostsFile: /dev/null}}
-  registries:
-`+registries))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return repos
+		return []*config.Repository{testRepo(t, "r", "  registries:\n"+registries)}
 	}
 	ca := filepath.Join(dir, "ca.pem")
 	if err := os.WriteFile(ca, selfSigned(t), 0o644); err != nil {
@@ -85,19 +75,7 @@ func TestPruneKinds(t *testing.T) {
 }
 
 func TestScanConflicts(t *testing.T) {
-	parse := func(name, spec string) *config.Repository {
-		t.Helper()
-		repos, err := config.Parse(name+".yaml", []byte(`apiVersion: imagebot.dev/v1alpha1
-kind: Repository
-metadata: {name: `+name+`}
-spec:
-  git: {url: "ssh://git@127.0.0.1/r.git", auth: {sshKeyFile: /dev/null, knownHostsFile: /dev/null}}
-`+spec))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return repos[0]
-	}
+	parse := func(name, spec string) *config.Repository { return testRepo(t, name, spec) }
 	a := parse("a", "  scan: {platform: linux/amd64}\n  registries: [{host: r.example.com, rps: 5}]\n")
 	b := parse("b", "  scan: {platform: linux/arm64}\n  registries: [{host: r.example.com, rps: 1}, {host: other.example.com}]\n")
 	c := parse("c", "  registries: [{host: other.example.com}]\n")

@@ -21,19 +21,10 @@ import (
 func TestOneRepositoryDoesNotStallAnother(t *testing.T) {
 	hole := testenv.BlackHole(t)
 	w := startWorldWith(t, func(o *daemon.Options) { o.ConfigPoll = 100 * time.Millisecond }, "")
-	cfg, err := os.ReadFile(w.cfgFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := w.config(t)
 	stuck := strings.NewReplacer("name: demo", "name: stuck", w.url, "ssh://git@"+hole+"/stuck.git",
-		"    auth:\n", "    timeout: 10m\n    auth:\n").Replace(string(cfg))
-	tmp := w.cfgFile + ".tmp"
-	if err := os.WriteFile(tmp, []byte(string(cfg)+"---\n"+stuck), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, w.cfgFile); err != nil {
-		t.Fatal(err)
-	}
+		"    auth:\n", "    timeout: 10m\n    auth:\n").Replace(cfg)
+	w.setConfig(t, cfg+"---\n"+stuck)
 	w.waitStatus(t, 10*time.Second, func(st daemon.Status) bool { return len(st.Repositories) == 2 })
 
 	latency := w.pushAndWait(t, "develop-v1.8.1", w.t0.Add(time.Hour))
@@ -54,18 +45,10 @@ func TestRepositoryThatCannotStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := os.ReadFile(w.cfgFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := w.config(t)
 	key := filepath.Join(t.TempDir(), "later", "deploy_key")
-	other := strings.NewReplacer("name: demo", "name: other", w.url, otherURL, w.env.Git.DeployKey, key).Replace(string(cfg))
-	if err := os.WriteFile(w.cfgFile+".tmp", []byte(string(cfg)+"---\n"+other), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(w.cfgFile+".tmp", w.cfgFile); err != nil {
-		t.Fatal(err)
-	}
+	other := strings.NewReplacer("name: demo", "name: other", w.url, otherURL, w.env.Git.DeployKey, key).Replace(cfg)
+	w.setConfig(t, cfg+"---\n"+other)
 	st := w.waitStatus(t, 10*time.Second, func(st daemon.Status) bool {
 		for _, r := range st.Repositories {
 			if r.Repository == "other" && strings.HasPrefix(r.Error, "cannot start: ") && strings.Contains(r.Error, key) {
@@ -130,10 +113,6 @@ func TestHTTPSRepository(t *testing.T) {
 	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := os.ReadFile(w.cfgFile)
-	if err != nil {
-		t.Fatal(err)
-	}
 	other := fmt.Sprintf(`apiVersion: imagebot.dev/v1alpha1
 kind: Repository
 metadata:
@@ -144,12 +123,7 @@ spec:
     interval: 1h
     auth: {username: bot, passwordFile: %s, caFile: %s}
 `, hs.URL("other"), pw, hs.CAFile)
-	if err := os.WriteFile(w.cfgFile+".tmp", []byte(string(cfg)+"---\n"+other), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(w.cfgFile+".tmp", w.cfgFile); err != nil {
-		t.Fatal(err)
-	}
+	w.setConfig(t, w.config(t)+"---\n"+other)
 	head, err := testenv.Head(w.env.Git.RepoPath("other"), "main")
 	if err != nil {
 		t.Fatal(err)

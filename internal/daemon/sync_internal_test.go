@@ -12,8 +12,10 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"imagebot.dev/imagebot/internal/bot"
 	"imagebot.dev/imagebot/internal/config"
 	"imagebot.dev/imagebot/internal/notify"
+	ksync "imagebot.dev/imagebot/internal/sync"
 	"imagebot.dev/imagebot/internal/testenv"
 )
 
@@ -25,31 +27,13 @@ func TestClusterSyncerReports(t *testing.T) {
 	env := testenv.New(t, testenv.Options{Cluster: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	factory, err := ClusterSyncers(ctx, env.Cluster.Config, "default", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repos, err := config.Parse("repo.yaml", []byte(`apiVersion: imagebot.dev/v1alpha1
-kind: Repository
-metadata: {name: notified}
-spec:
-  git: {url: "ssh://git@127.0.0.1/r.git", auth: {sshKeyFile: /dev/null, knownHostsFile: /dev/null}}
-  sync: {healthTimeout: 1m}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
 	events := make(chan notify.Event, 10)
 	metrics, err := newLoopMetrics(prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
 	rep := &syncReport{repo: "notified", notify: func(e notify.Event) { events <- e }, metrics: metrics}
-	s, err := factory(repos[0], rep.observe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.(interface{ Stop() }).Stop()
+	s := startClusterSyncer(t, ctx, env, testRepo(t, "notified", "  sync: {healthTimeout: 1m}\n"), rep.observe)
 	dir := t.TempDir()
 	writeIn := func(t *testing.T, dir, name, body string) {
 		t.Helper()
@@ -148,24 +132,7 @@ func TestDriftAfterFailedSync(t *testing.T) {
 	env := testenv.New(t, testenv.Options{Cluster: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	factory, err := ClusterSyncers(ctx, env.Cluster.Config, "default", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repos, err := config.Parse("repo.yaml", []byte(`apiVersion: imagebot.dev/v1alpha1
-kind: Repository
-metadata: {name: partly}
-spec:
-  git: {url: "ssh://git@127.0.0.1/r.git", auth: {sshKeyFile: /dev/null, knownHostsFile: /dev/null}}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := factory(repos[0], nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.(interface{ Stop() }).Stop()
+	s := startClusterSyncer(t, ctx, env, testRepo(t, "partly", ""), nil)
 	dir := t.TempDir()
 	body := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: held, namespace: default}\ndata: {a: b}\n---\n" +
 		"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: refused, namespace: default}\ndata: {\"bad key\": b}\n"
@@ -195,4 +162,35 @@ spec:
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// testRepo is a minimal repository config named name, with spec lines added.
+func testRepo(t testing.TB, name, spec string) *config.Repository {
+	t.Helper()
+	repos, err := config.Parse(name+".yaml", []byte(`apiVersion: imagebot.dev/v1alpha1
+kind: Repository
+metadata: {name: `+name+`}
+spec:
+  git: {url: "ssh://git@127.0.0.1/r.git", auth: {sshKeyFile: /dev/null, knownHostsFile: /dev/null}}
+`+spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repos[0]
+}
+
+// startClusterSyncer is ClusterSyncers' syncer for repo on env's cluster, stopped with the
+// test.
+func startClusterSyncer(t *testing.T, ctx context.Context, env *testenv.Env, repo *config.Repository, onResult func(*ksync.Result)) bot.Syncer {
+	t.Helper()
+	factory, err := ClusterSyncers(ctx, env.Cluster.Config, "default", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := factory(repo, onResult)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.(interface{ Stop() }).Stop)
+	return s
 }
