@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
@@ -50,7 +49,8 @@ func loadCheckout(file, repository string) (*checkout, error) {
 		if repository != "" {
 			return nil, usagef("--repository needs --config")
 		}
-		return &checkout{finder: &update.Finder{}, opts: scan.Options{Keychain: authn.DefaultKeychain}}, nil
+		opts, err := repoconfig.ScanOptions() // no registry settings: the Docker and cloud keychains
+		return &checkout{finder: &update.Finder{}, opts: opts}, err
 	}
 	repos, err := config.Load(file)
 	if err != nil {
