@@ -89,31 +89,19 @@ func (d *Daemon) needAPIToken(h http.HandlerFunc) http.HandlerFunc {
 
 // release (POST /api/v1/release) releases a workload's images.
 func (d *Daemon) release(w http.ResponseWriter, r *http.Request) {
-	var req ReleaseRequest
-	if err := decodeBody(r, &req); err != nil {
-		writeError(w, err)
-		return
-	}
-	rel, err := req.release()
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	b, repo, err := d.editBot(req.Repository)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), editTimeout)
-	defer cancel()
-	res, diff, err := b.Release(ctx, rel, req.User, req.DryRun)
-	if err != nil {
-		writeError(w, fmt.Errorf("repository %s: %w", repo, err))
-		return
-	}
-	out := response(repo, res)
-	out.DryRun, out.Diff = req.DryRun, diff
-	writeJSON(w, http.StatusOK, out)
+	serveEdit(d, w, r, func(ctx context.Context, b *bot.Bot, req ReleaseRequest) (EditResponse, error) {
+		rel, err := req.release()
+		if err != nil {
+			return EditResponse{}, err
+		}
+		res, diff, err := b.Release(ctx, rel, req.User, req.DryRun)
+		if err != nil {
+			return EditResponse{}, err
+		}
+		out := response(res)
+		out.DryRun, out.Diff = req.DryRun, diff
+		return out, nil
+	})
 }
 
 func (req ReleaseRequest) release() (bot.Release, error) {
@@ -135,29 +123,48 @@ func (req ReleaseRequest) release() (bot.Release, error) {
 
 // annotate (POST /api/v1/annotate) sets or removes a workload's automation annotations.
 func (d *Daemon) annotate(w http.ResponseWriter, r *http.Request) {
-	var req AnnotateRequest
+	serveEdit(d, w, r, func(ctx context.Context, b *bot.Bot, req AnnotateRequest) (EditResponse, error) {
+		edit, err := req.edit()
+		if err != nil {
+			return EditResponse{}, err
+		}
+		res, err := b.Annotate(ctx, edit, req.User)
+		return response(res), err
+	})
+}
+
+// editRequest is what every edit request names: the repository.
+type editRequest interface{ repository() string }
+
+func (req ReleaseRequest) repository() string  { return req.Repository }
+func (req AnnotateRequest) repository() string { return req.Repository }
+
+// serveEdit decodes an edit request, finds its repository's bot and runs the edit on it
+// (to the end even if the client goes away, within editTimeout), answering its result or
+// error.
+func serveEdit[R editRequest](d *Daemon, w http.ResponseWriter, r *http.Request, run func(context.Context, *bot.Bot, R) (EditResponse, error)) {
+	var req R
 	if err := decodeBody(r, &req); err != nil {
 		writeError(w, err)
 		return
 	}
-	edit, err := req.edit()
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	b, repo, err := d.editBot(req.Repository)
+	b, repo, err := d.editBot(req.repository())
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), editTimeout)
 	defer cancel()
-	res, err := b.Annotate(ctx, edit, req.User)
+	out, err := run(ctx, b, req)
 	if err != nil {
-		writeError(w, fmt.Errorf("repository %s: %w", repo, err))
+		if !errors.Is(err, errBadRequest) {
+			err = fmt.Errorf("repository %s: %w", repo, err)
+		}
+		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, response(repo, res))
+	out.Repository = repo
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (req AnnotateRequest) edit() (update.AnnotationEdit, error) {
@@ -223,8 +230,9 @@ func decodeBody(r *http.Request, v any) error {
 	return nil
 }
 
-func response(repo string, res *git.Result) EditResponse {
-	out := EditResponse{Repository: repo, Changes: []string{}}
+// response is an edit's result as the API answers it (serveEdit adds the repository).
+func response(res *git.Result) EditResponse {
+	out := EditResponse{Changes: []string{}}
 	if res == nil {
 		return out
 	}
