@@ -66,9 +66,11 @@ type Daemon struct {
 	bots      map[string]*running // by repository name
 	failed    map[string]string   // repositories that could not start, and why
 	configErr string
-	scanSum   string // of the registry settings the scanner started with
-	addr      net.Addr
-	standby   bool // leader election is on and another replica leads
+	scanSum   string // of the registry settings the scanner runs with
+	// scanMetrics are the scanner's, kept for the scanner a reload builds.
+	scanMetrics *scan.Metrics
+	addr        net.Addr
+	standby     bool // leader election is on and another replica leads
 }
 
 type running struct {
@@ -124,6 +126,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	defer d.cache.Close()
+	d.scanMetrics = scanMetrics
 	sopts, err := scanOptions(repos, d.cache, scanMetrics)
 	if err != nil {
 		return err
@@ -167,7 +170,6 @@ func (d *Daemon) manage(ctx context.Context, repos []*config.Repository) {
 	defer d.stopAll()
 	tick := time.NewTicker(d.opts.ConfigPoll)
 	defer tick.Stop()
-	warned := "" // the registry settings last warned about
 	for {
 		select {
 		case <-ctx.Done():
@@ -184,10 +186,11 @@ func (d *Daemon) manage(ctx context.Context, repos []*config.Repository) {
 				d.log.Error("config reload failed; keeping the running config", "err", err)
 				continue
 			}
-			// The scanner is shared by every repository and built once.
-			if sum := scanSettings(repos); sum != d.scanSum && sum != warned {
-				warned = sum
-				d.log.Warn("registry settings (spec.scan, spec.registries) changed: they take effect when imagebot restarts")
+			if err := d.rescanner(repos); err != nil {
+				d.mu.Lock()
+				d.configErr = err.Error()
+				d.mu.Unlock()
+				d.log.Error("registry settings not applied; keeping the running ones", "err", err)
 			}
 			d.apply(ctx, repos)
 		}
@@ -207,6 +210,26 @@ func scanOptions(repos []*config.Repository, cache *scan.Cache, m *scan.Metrics)
 	opts, err := repoconfig.ScanOptions(repos...)
 	opts.Cache, opts.Metrics = cache, m
 	return opts, err
+}
+
+// rescanner gives the shared scheduler a scanner built from repos' registry settings when
+// they changed (watches, results and schedules stay; rate limits and sessions start afresh).
+func (d *Daemon) rescanner(repos []*config.Repository) error {
+	sum := scanSettings(repos)
+	if sum == d.scanSum {
+		return nil
+	}
+	opts, err := scanOptions(repos, d.cache, d.scanMetrics)
+	if err != nil {
+		return err
+	}
+	for _, c := range scanConflicts(repos) {
+		d.log.Warn("registry settings disagree between repositories; the scanner is shared and the last one read wins", "setting", c)
+	}
+	d.sched.SetScanner(scan.New(opts))
+	d.scanSum = sum
+	d.log.Info("registry settings changed: the scanner uses them from now on")
+	return nil
 }
 
 // scanConflicts names the shared scanner's settings that repositories set differently:

@@ -137,3 +137,18 @@ spec:
 		return false
 	})
 }
+
+// TestRegistrySettingsReload: changed registry settings reach the shared scanner without a
+// restart; settings that cannot be used (a missing CA file) are reported and the running
+// ones kept.
+func TestRegistrySettingsReload(t *testing.T) {
+	w := startWorldWith(t, func(o *daemon.Options) { o.ConfigPoll = 100 * time.Millisecond }, "")
+	cfg := w.config(t)
+	missing := filepath.Join(t.TempDir(), "missing-ca.pem")
+	w.setConfig(t, cfg+"  registries:\n  - {host: \""+w.env.Registry.Host+"\", caFile: "+missing+"}\n")
+	w.waitStatus(t, 10*time.Second, func(st daemon.Status) bool { return strings.Contains(st.ConfigError, missing) })
+	w.setConfig(t, cfg+"  registries:\n  - {host: \""+w.env.Registry.Host+"\", rps: 50, burst: 50}\n")
+	w.waitStatus(t, 10*time.Second, func(st daemon.Status) bool { return st.ConfigError == "" })
+	// The new scanner scans: a pushed tag is committed.
+	w.pushAndWait(t, "develop-v1.8.1", w.t0.Add(time.Hour))
+}

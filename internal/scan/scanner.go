@@ -328,8 +328,12 @@ func cleanAuthError(err error) error {
 	case errors.As(err, &ne):
 		return ne
 	}
-	if c := fromTransport(err); c != err {
-		return c
+	// fromTransport gives err back when it is not a registry's status; err may be of a type
+	// that == cannot compare (go-containerregistry's multierrs, when the ping fails over
+	// both HTTPS and HTTP), so test for the status type instead.
+	var te *transport.Error
+	if errors.As(err, &te) {
+		return fromTransport(err)
 	}
 	return err
 }

@@ -323,6 +323,14 @@ func (s *Scheduler) Start(ctx context.Context) {
 	}()
 }
 
+// SetScanner makes the scans that start from now on use sc (new registry settings); the
+// watches, their last results and their schedule stay. Scans running finish with the old one.
+func (s *Scheduler) SetScanner(sc *Scanner) {
+	s.mu.Lock()
+	s.sc = sc
+	s.mu.Unlock()
+}
+
 // Stop stops scheduling and waits for running scans to end (they are cancelled).
 func (s *Scheduler) Stop() {
 	if s.cancel != nil {
@@ -404,7 +412,7 @@ func (s *Scheduler) next(ctx context.Context, timer *time.Timer) *group {
 
 func (s *Scheduler) scan(ctx context.Context, g *group) {
 	s.mu.Lock()
-	need := g.need
+	need, sc := g.need, s.sc
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -415,7 +423,7 @@ func (s *Scheduler) scan(ctx context.Context, g *group) {
 		s.mu.Unlock()
 		s.poke() // a failing group held back may go now
 	}()
-	res, err := s.sc.Scan(ctx, g.repo, need)
+	res, err := sc.Scan(ctx, g.repo, need)
 	if ctx.Err() != nil {
 		return
 	}

@@ -1,8 +1,10 @@
 package scan_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"sync"
 	"testing"
@@ -459,5 +461,34 @@ func TestHangingRegistryLeavesAWorker(t *testing.T) {
 	// 2s at 200ms: about 9 scans of good; with both workers held by the hanging host, none.
 	if n < 6 {
 		t.Errorf("good was scanned %d times in 2s beside a hanging registry, want about 9", n)
+	}
+}
+
+// TestSetScanner: a scanner given to a running scheduler (new registry settings) does the
+// scans that start afterwards; the watch and its schedule stay. (The first scanner's dial
+// error reaches the ping over HTTPS and HTTP both: go-containerregistry joins them into an
+// error type that == cannot compare, which used to panic the scanner.)
+func TestSetScanner(t *testing.T) {
+	host, stop := testenv.StartInProcessRegistry()
+	defer stop()
+	push(t, host, authn.Anonymous, "app", "v1", testenv.ImageSpec{Created: base})
+	app := repoOf(t, host, "app")
+	refusing := http.DefaultTransport.(*http.Transport).Clone()
+	refusing.DialContext = func(context.Context, string, string) (net.Conn, error) {
+		return nil, errors.New("the old settings cannot reach it")
+	}
+	times := newScanTimes()
+	sched := scan.NewScheduler(scan.New(scan.Options{Transport: refusing, Retry: scan.Retry{Attempts: 1}}),
+		scan.SchedulerOptions{Interval: time.Hour, RetryBase: time.Hour, OnUpdate: times.on})
+	sched.Watch("app", scan.Watch{Repo: app})
+	sched.Start(ctxT(t))
+	defer sched.Stop()
+	if ups := times.waitFor(t, app, 1, 10*time.Second); ups[0].Err == nil {
+		t.Fatal("the first scanner reached the registry")
+	}
+	sched.SetScanner(scan.New(scan.Options{}))
+	sched.Trigger(app)
+	if ups := times.waitFor(t, app, 2, 10*time.Second); ups[1].Err != nil || len(ups[1].Result.Tags) != 1 {
+		t.Fatalf("after SetScanner: %+v", ups[1])
 	}
 }

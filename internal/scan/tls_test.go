@@ -103,3 +103,17 @@ func TestPrivateCA(t *testing.T) {
 		t.Errorf("a file without a certificate: %v", err)
 	}
 }
+
+// TestRegistryDown: a registry that is down is a scan error naming it.
+func TestRegistryDown(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	_, err = tagsOf(t, scan.Options{}, addr+"/team/app")
+	if err == nil || !strings.Contains(err.Error(), addr) {
+		t.Fatalf("scan of a registry that is down: %v", err)
+	}
+}
