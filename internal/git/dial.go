@@ -67,6 +67,11 @@ func (d opDialer) Dial(network, addr string) (net.Conn, error) {
 }
 
 func (d opDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	// go-git dials with a context of its own (without a deadline unless the SSH config has
+	// one): the operation's must bound the connect too (a host that drops SYNs).
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(d.op, cancel)()
 	var nd net.Dialer
 	conn, err := nd.DialContext(ctx, network, addr)
 	if err != nil {
