@@ -323,6 +323,14 @@ func (s *Scheduler) Start(ctx context.Context) {
 	}()
 }
 
+// release ends g's count among the running failing groups; the caller holds s.mu.
+func (s *Scheduler) release(g *group) {
+	if g.heldFailing {
+		g.heldFailing = false
+		s.failing--
+	}
+}
+
 // SetScanner makes the scans that start from now on use sc (new registry settings); the
 // watches, their last results and their schedule stay. Scans running finish with the old one.
 func (s *Scheduler) SetScanner(sc *Scanner) {
@@ -414,21 +422,18 @@ func (s *Scheduler) scan(ctx context.Context, g *group) {
 	s.mu.Lock()
 	need, sc := g.need, s.sc
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		if g.heldFailing {
-			g.heldFailing = false
-			s.failing--
-		}
-		s.mu.Unlock()
-		s.poke() // a failing group held back may go now
-	}()
 	res, err := sc.Scan(ctx, g.repo, need)
 	if ctx.Err() != nil {
+		s.mu.Lock()
+		s.release(g)
+		s.mu.Unlock()
 		return
 	}
 	now := time.Now()
 	s.mu.Lock()
+	// Released before the group can be queued (and picked) again, so that its next run is
+	// counted afresh.
+	s.release(g)
 	g.running, g.lastScan = false, now
 	if err == nil {
 		g.last, g.lastOK, g.failures, g.failed, g.lastErr = res, now, 0, false, nil
