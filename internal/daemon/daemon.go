@@ -261,12 +261,22 @@ func scanSettings(repos []*config.Repository) string {
 		Registries []config.Registry
 	}
 	all := make([]settings, len(repos))
+	h := sha256.New()
 	for i, r := range repos {
 		all[i] = settings{r.Spec.Scan, r.Spec.Registries}
+		for _, reg := range r.Spec.Registries { // a rotated CA file is a change too
+			if reg.CAFile != "" {
+				content, err := os.ReadFile(reg.CAFile)
+				if err != nil {
+					content = []byte("unreadable: " + err.Error())
+				}
+				fmt.Fprintf(h, "%s\x00%x\x00", reg.CAFile, sha256.Sum256(content))
+			}
+		}
 	}
 	b, _ := json.Marshal(all)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // onScan wakes the bots that watch a repository whose scan succeeded.

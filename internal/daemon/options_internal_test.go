@@ -46,6 +46,13 @@ func TestScanOptions(t *testing.T) {
 	if scanSettings(repos) == scanSettings(parse("  - {host: registry.internal:5000}\n")) {
 		t.Error("scanSettings does not tell registry settings apart")
 	}
+	before := scanSettings(repos)
+	if err := os.WriteFile(ca, selfSigned(t), 0o644); err != nil { // the CA rotated
+		t.Fatal(err)
+	}
+	if scanSettings(repos) == before {
+		t.Error("scanSettings does not see a rotated CA file")
+	}
 }
 
 // selfSigned returns a PEM certificate of a throwaway CA.
