@@ -133,7 +133,7 @@ func newSync() *cobra.Command {
 	cmd.Flags().StringVar(&repository, "repository", "", "only this repository (default: all)")
 	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the daemon's webhook token or API token")
 	cmd.Flags().DurationVar(&wait, "wait", 2*time.Minute, "then wait this long at most for the applied commits' rollouts to be Ready (0: do not wait)")
-	cmd.Flags().BoolVar(&massPrune, "allow-mass-prune", false, "let this sync delete more than maxPruneFraction of the inventory (needs the API token)")
+	cmd.Flags().BoolVar(&massPrune, "allow-mass-prune", false, "let this sync delete more than maxPruneFraction of the inventory (needs the API token and --repository)")
 	_ = cmd.MarkFlagRequired("token-file")
 	return cmd
 }

@@ -406,7 +406,7 @@ func TestSyncEndpoint(t *testing.T) {
 	resp.Body.Close()
 	// Lifting the prune limit takes the API token, not the webhook token.
 	for token, want := range map[string]int{"hook-token": http.StatusForbidden, apiToken: http.StatusOK} {
-		req, _ := http.NewRequest(http.MethodPost, w.daemon+"/api/v1/sync?allowMassPrune=true", nil)
+		req, _ := http.NewRequest(http.MethodPost, w.daemon+"/api/v1/sync?repository=demo&allowMassPrune=true", nil)
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -416,6 +416,14 @@ func TestSyncEndpoint(t *testing.T) {
 		if resp.StatusCode != want {
 			t.Errorf("allowMassPrune with %s: %s, want %d", token, resp.Status, want)
 		}
+	}
+	// Only for one named repository.
+	req, _ = http.NewRequest(http.MethodPost, w.daemon+"/api/v1/sync?allowMassPrune=true", nil)
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("allowMassPrune for every repository: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 }
 

@@ -170,14 +170,18 @@ func (d *Daemon) syncNow(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "allowMassPrune needs the API token", http.StatusForbidden)
 		return
 	}
+	if massPrune && name == "" {
+		http.Error(w, "allowMassPrune needs a repository", http.StatusBadRequest)
+		return
+	}
 	d.mu.Lock()
 	var targets []*bot.Bot
+	var pruner massPruner
 	for n, rb := range d.bots {
 		if name == "" || n == name {
 			targets = append(targets, rb.bot)
-			if massPrune && rb.sync != nil && rb.sync.overridable != nil {
-				rb.sync.overridable.AllowMassPruneOnce()
-				d.log.Warn("prune limit lifted for the next sync, by request", "repository", n)
+			if massPrune && rb.sync != nil {
+				pruner = rb.sync.overridable
 			}
 		}
 	}
@@ -190,7 +194,16 @@ func (d *Daemon) syncNow(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	var out []bot.Status
 	for _, b := range targets {
+		if pruner != nil {
+			// Lifted for this reconcile's sync only: spent by it, or withdrawn if it never
+			// got that far (a fetch failed, the request ended).
+			pruner.AllowMassPruneOnce()
+			d.log.Warn("prune limit lifted for this sync, by request", "repository", name)
+		}
 		st, _ := b.ReconcileOnce(ctx) // one at a time per bot: it waits for a cycle in flight
+		if pruner != nil {
+			pruner.DisallowMassPrune()
+		}
 		if st != nil {
 			out = append(out, *st)
 		}

@@ -96,10 +96,14 @@ func (c *clusterSyncer) Sync(ctx context.Context, dir, revision string) error {
 }
 
 // massPruner is a syncer whose prune limit can be lifted for one sync.
-type massPruner interface{ AllowMassPruneOnce() }
+type massPruner interface {
+	AllowMassPruneOnce()
+	DisallowMassPrune()
+}
 
-// AllowMassPruneOnce lifts the prune limit for the next sync that prunes.
+// AllowMassPruneOnce lifts the prune limit for the next sync; DisallowMassPrune withdraws it.
 func (c *clusterSyncer) AllowMassPruneOnce() { c.s.AllowMassPruneOnce() }
+func (c *clusterSyncer) DisallowMassPrune()  { c.s.DisallowMassPrune() }
 
 // Stop ends the drift watcher.
 func (c *clusterSyncer) Stop() { c.s.Stop() }

@@ -220,7 +220,8 @@ func TestProtectedKindsAndIgnore(t *testing.T) {
 	}
 }
 
-// TestMassPruneOnce: the prune limit is lifted for one sync that prunes, then holds again.
+// TestMassPruneOnce: the prune limit is lifted for the next sync only, then holds again; an
+// override not spent yet can be withdrawn.
 func TestMassPruneOnce(t *testing.T) {
 	c := cluster(t)
 	m := newManager(t, c.Config)
@@ -239,9 +240,11 @@ func TestMassPruneOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.AllowMassPruneOnce()
-	if err := sync("rev1", configMaps(ns, "a", "b", "c", "d")); err != nil { // nothing to prune: not spent
-		t.Fatal(err)
+	s.DisallowMassPrune() // withdrawn
+	if err := sync("rev2", configMaps(ns, "a")); !errors.Is(err, ksync.ErrPruneLimit) {
+		t.Fatalf("after the override was withdrawn: %v, want ErrPruneLimit", err)
 	}
+	s.AllowMassPruneOnce()
 	if err := sync("rev2", configMaps(ns, "a")); err != nil {
 		t.Fatalf("with the override: %v", err)
 	}

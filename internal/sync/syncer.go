@@ -144,11 +144,19 @@ func NewSyncer(m *Manager, opts SyncerOptions) (*Syncer, error) {
 	return s, nil
 }
 
-// AllowMassPruneOnce lets the next sync that has something to prune delete more than
-// MaxPruneFraction of the inventory: the explicit override of the guard, for one sync.
+// AllowMassPruneOnce lets the next sync delete more than MaxPruneFraction of the inventory:
+// the explicit override of the guard, spent by that sync whatever it does (or withdrawn by
+// DisallowMassPrune before it runs).
 func (s *Syncer) AllowMassPruneOnce() {
 	s.mu.Lock()
 	s.massPruneOnce = true
+	s.mu.Unlock()
+}
+
+// DisallowMassPrune withdraws an AllowMassPruneOnce not spent yet.
+func (s *Syncer) DisallowMassPrune() {
+	s.mu.Lock()
+	s.massPruneOnce = false
 	s.mu.Unlock()
 }
 
@@ -183,6 +191,8 @@ func (s *Syncer) Sync(ctx context.Context, revision string, objs []*unstructured
 func (s *Syncer) reconcile(ctx context.Context, revision string, objs []*unstructured.Unstructured) (*Result, []error, []*unstructured.Unstructured) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	massPrune := s.opts.AllowMassPrune || s.massPruneOnce
+	s.massPruneOnce = false // spent by this sync, whatever happens
 	res := &Result{Revision: revision, Changes: &ChangeSet{}, Started: time.Now()}
 	if len(objs) == 0 {
 		return res, []error{ErrEmptyRender}, nil
@@ -219,12 +229,8 @@ func (s *Syncer) reconcile(ctx context.Context, revision string, objs []*unstruc
 	} else {
 		keep := cur
 		if s.opts.Prune {
-			override := s.opts.AllowMassPrune || s.massPruneOnce
-			if len(minus(old, cur)) > 0 {
-				s.massPruneOnce = false // spent by the first sync that has something to prune
-			}
 			pcs, err := s.m.Prune(ctx, minus(old, cur), PruneOptions{Owner: s.opts.Name, Inventory: len(old),
-				MaxFraction: s.opts.MaxPruneFraction, Override: override, Kinds: s.opts.PruneKinds})
+				MaxFraction: s.opts.MaxPruneFraction, Override: massPrune, Kinds: s.opts.PruneKinds})
 			res.Changes.Append(pcs)
 			for _, c := range pcs.Entries {
 				if c.Action == Failed {
