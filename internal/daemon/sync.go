@@ -138,16 +138,28 @@ func (s *syncReport) observe(res *ksync.Result) {
 	s.metrics.observeSync(s.repo, res)
 	s.mu.Lock()
 	s.last = res
-	notifyNow := res.Err != nil && res.Err.Error() != s.lastErr
-	s.lastErr = ""
-	if res.Err != nil {
-		s.lastErr = res.Err.Error()
+	notifyNow := false
+	switch {
+	case res.Err != nil:
+		key := failureKey(res)
+		notifyNow, s.lastErr = key != s.lastErr, key
+	case res.Status == ksync.Ready:
+		s.lastErr = "" // recovered: the next failure is news
 	}
 	s.mu.Unlock()
 	if notifyNow && s.notify != nil {
 		s.notify(notify.Event{Kind: notify.SyncFailed, Repository: s.repo, Revision: res.Revision,
 			Summary: "could not apply the commit to the cluster", Error: res.Err.Error()})
 	}
+}
+
+// failureKey is what tells one failure from another: a rollout that times out again lists
+// objects in other states each time, but it is the same failure of the same revision.
+func failureKey(res *ksync.Result) string {
+	if errors.Is(res.Err, ksync.ErrHealthTimeout) || errors.Is(res.Err, ksync.ErrUnhealthy) {
+		return "health of " + res.Revision
+	}
+	return res.Err.Error()
 }
 
 // status is the last result's summary (nil before the first, or without sync).

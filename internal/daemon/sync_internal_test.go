@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -193,4 +194,35 @@ func startClusterSyncer(t *testing.T, ctx context.Context, env *testenv.Env, rep
 	}
 	t.Cleanup(s.(interface{ Stop() }).Stop)
 	return s
+}
+
+// TestSyncFailureNotifiedOnce: a rollout that keeps timing out is one failure (its message
+// lists objects in other states each time, and syncs in between are Reconciling), told once;
+// after a Ready result, a failure is told again.
+func TestSyncFailureNotifiedOnce(t *testing.T) {
+	metrics, err := newLoopMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var told []notify.Event
+	rep := &syncReport{repo: "r", notify: func(e notify.Event) { told = append(told, e) }, metrics: metrics}
+	timeout := func(objects string) *ksync.Result {
+		return &ksync.Result{Revision: "rev1", Status: ksync.Stalled, Changes: &ksync.ChangeSet{},
+			Err: fmt.Errorf("%w after 2m: %s", ksync.ErrHealthTimeout, objects)}
+	}
+	for _, res := range []*ksync.Result{
+		timeout("Deployment/a: InProgress"),
+		{Revision: "rev1", Status: ksync.Reconciling, Changes: &ksync.ChangeSet{}},
+		timeout("Deployment/a: InProgress, Pod/b: Failed"),
+	} {
+		rep.observe(res)
+	}
+	if len(told) != 1 {
+		t.Fatalf("a rollout timing out again: %d notifications, want 1", len(told))
+	}
+	rep.observe(&ksync.Result{Revision: "rev1", Status: ksync.Ready, Changes: &ksync.ChangeSet{}})
+	rep.observe(timeout("Deployment/a: InProgress"))
+	if len(told) != 2 {
+		t.Fatalf("failing again after Ready: %d notifications, want 2", len(told))
+	}
 }

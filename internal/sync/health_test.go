@@ -135,3 +135,42 @@ spec:
 		t.Fatalf("last: %s %s", last.Revision, last.Status)
 	}
 }
+
+// TestStuckRolloutResynced: the bot re-syncs the same revision every cycle, more often than
+// HealthTimeout; a re-sync that changes nothing leaves the running wait alone, so a rollout
+// that never comes is still reported Stalled.
+func TestStuckRolloutResynced(t *testing.T) {
+	c := cluster(t)
+	ctx := ctxFor(t, 2*time.Minute)
+	const ns = "health-stuck"
+	ensureNamespace(t, ns)
+	m := newManager(t, c.Config)
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"pvc.yaml": `apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, namespace: health-stuck}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+`})
+	stalled := make(chan *ksync.Result, 100)
+	s := newSyncer(t, m, ksync.SyncerOptions{Name: "health-stuck", HealthTimeout: 2 * time.Second, WaitInBackground: true,
+		OnResult: func(r *ksync.Result) {
+			if r.Status == ksync.Stalled {
+				stalled <- r
+			}
+		}})
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(500 * time.Millisecond) {
+		if _, err := s.SyncDir(ctx, "rev1", dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case r := <-stalled:
+		if !errors.Is(r.Err, ksync.ErrHealthTimeout) || r.Revision != "rev1" {
+			t.Errorf("stalled: %s %v", r.Revision, r.Err)
+		}
+	default:
+		t.Errorf("a PVC that never binds, re-synced every 500ms for 5s with HealthTimeout 2s: never Stalled (last %s)", s.Last().Status)
+	}
+}

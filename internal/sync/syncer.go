@@ -128,10 +128,11 @@ type Syncer struct {
 	cancel context.CancelFunc
 	wg     stdsync.WaitGroup
 
-	gen      uint64        // (mu) bumped by every sync: a background wait reports only if still current
-	bgMu     stdsync.Mutex // the background health wait (WaitInBackground)
-	bgCancel context.CancelFunc
-	bgWG     stdsync.WaitGroup
+	gen        uint64        // (mu) bumped by every sync: a background wait reports only if still current
+	bgMu       stdsync.Mutex // the background health wait (WaitInBackground)
+	bgCancel   context.CancelFunc
+	bgRevision string // the revision the running wait is for
+	bgWG       stdsync.WaitGroup
 }
 
 // NewSyncer returns a Syncer using m.
@@ -270,7 +271,14 @@ func (s *Syncer) applied(desired []*unstructured.Unstructured, cs *ChangeSet) []
 // finish computes health (without holding s.mu) and status, then records events and the
 // result.
 func (s *Syncer) finish(ctx context.Context, res *Result, errs []error, check []*unstructured.Unstructured) (*Result, error) {
-	gen := s.supersede()
+	// A sync that changed nothing in the revision a background wait is watching leaves that
+	// wait running: the bot re-syncs every cycle, and restarting the wait each time would
+	// never let a stuck rollout reach its timeout (and be reported).
+	keep := s.opts.WaitInBackground && len(errs) == 0 && len(res.Changes.Changed()) == 0 && s.waiting(res.Revision)
+	var gen uint64
+	if !keep {
+		gen = s.supersede()
+	}
 	if len(check) > 0 {
 		wo := WaitOptions{Timeout: s.opts.HealthTimeout, Owner: s.opts.Name}
 		if len(res.Changes.Changed()) == 0 {
@@ -288,7 +296,7 @@ func (s *Syncer) finish(ctx context.Context, res *Result, errs []error, check []
 			}
 		default:
 			res.Health = s.m.Health(ctx, check, wo)
-			if wait && !allCurrent(res.Health) {
+			if wait && !allCurrent(res.Health) && !keep {
 				s.waitInBackground(ctx, gen, res, check, wo)
 			}
 		}
@@ -302,7 +310,7 @@ func (s *Syncer) supersede() uint64 {
 	s.bgMu.Lock()
 	if s.bgCancel != nil {
 		s.bgCancel()
-		s.bgCancel = nil
+		s.bgCancel, s.bgRevision = nil, ""
 	}
 	s.bgMu.Unlock()
 	s.mu.Lock()
@@ -317,16 +325,29 @@ func (s *Syncer) waitInBackground(ctx context.Context, gen uint64, res *Result, 
 	revision, started := res.Revision, res.Started
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.bgMu.Lock()
+	s.mu.Lock()
+	current := gen == s.gen
+	s.mu.Unlock()
+	if !current { // a newer sync came meanwhile: its result speaks
+		s.bgMu.Unlock()
+		cancel()
+		return
+	}
 	if s.bgCancel != nil {
 		s.bgCancel()
 	}
-	s.bgCancel = cancel
+	s.bgCancel, s.bgRevision = cancel, revision
 	s.bgWG.Add(1)
 	s.bgMu.Unlock()
 	go func() {
 		defer s.bgWG.Done()
 		defer cancel()
 		hs, err := s.m.Wait(wctx, check, wo)
+		s.bgMu.Lock()
+		if wctx.Err() == nil { // this wait is over: a sync of the same revision starts a new one
+			s.bgCancel, s.bgRevision = nil, ""
+		}
+		s.bgMu.Unlock()
 		if wctx.Err() != nil {
 			return // superseded or stopped
 		}
@@ -337,6 +358,13 @@ func (s *Syncer) waitInBackground(ctx context.Context, gen uint64, res *Result, 
 		}
 		_, _ = s.record(next, errs)
 	}()
+}
+
+// waiting says whether a background wait for revision is running.
+func (s *Syncer) waiting(revision string) bool {
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	return s.bgCancel != nil && s.bgRevision == revision
 }
 
 // record sets res's status from errs and its health, makes it Last, records its Events and
@@ -436,19 +464,19 @@ func (s *Syncer) resyncLoop(ctx context.Context) {
 
 // Stop stops what Start started and waits for it.
 func (s *Syncer) Stop() {
-	s.supersede()
-	s.bgWG.Wait()
+	// The resync loop first (it may start a background wait), then the background wait.
 	s.runMu.Lock()
 	cancel := s.cancel
 	s.runMu.Unlock()
-	if cancel == nil {
-		return
+	if cancel != nil {
+		cancel()
+		s.wg.Wait()
+		s.runMu.Lock()
+		s.cancel = nil
+		s.runMu.Unlock()
 	}
-	cancel()
-	s.wg.Wait()
-	s.runMu.Lock()
-	s.cancel = nil
-	s.runMu.Unlock()
+	s.supersede()
+	s.bgWG.Wait()
 }
 
 // correct re-applies drifted objects (the watcher's onDrift).
