@@ -67,7 +67,8 @@ type Bot struct {
 	wake    chan struct{}
 	cancel  context.CancelFunc
 	done    chan struct{}
-	runOnce sync.Mutex // one reconcile at a time
+	runOnce sync.Mutex // one reconcile or edit at a time
+	stopped bool       // (runOnce) Stop has run: no more reconciles or edits
 
 	mu       sync.Mutex
 	watching map[string]name.Repository // watch id → repository
@@ -124,6 +125,11 @@ func (b *Bot) Stop() {
 		b.cancel()
 		<-b.done
 	}
+	// An edit or a requested reconcile in flight (the daemon's API) finishes first: another
+	// bot on the same data dir may start as soon as this returns.
+	b.runOnce.Lock()
+	b.stopped = true
+	b.runOnce.Unlock()
 	if s, ok := b.opts.Syncer.(interface{ Stop() }); ok {
 		s.Stop()
 	}
@@ -153,6 +159,9 @@ func (b *Bot) Watches(repo name.Repository) bool {
 func (b *Bot) ReconcileOnce(ctx context.Context) (*Status, error) {
 	b.runOnce.Lock()
 	defer b.runOnce.Unlock()
+	if b.stopped {
+		return &Status{Repository: b.opts.Name, Error: ErrStopped.Error()}, ErrStopped
+	}
 	start := b.opts.Now()
 	st := Status{Repository: b.opts.Name, Started: start}
 	defer func() {

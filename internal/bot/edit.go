@@ -17,6 +17,10 @@ import (
 // not be fetched); the git error follows.
 var ErrPush = errors.New("commit and push")
 
+// ErrStopped: the bot was stopped (its repository's config changed or went away); the
+// daemon's new bot for it takes requests.
+var ErrStopped = errors.New("the repository's bot was stopped (its config changed); try again")
+
 // Edit runs fn on the repository through git's Update (fetch, edit on the remote head,
 // commit with message's message, push, edit again on a newer head after a lost race),
 // one at a time with the reconcile loop, and wakes the loop so that a pushed commit is
@@ -29,6 +33,10 @@ func (b *Bot) Edit(ctx context.Context, fn git.EditFunc, message func(*update.Ch
 		return cs, err
 	}
 	b.runOnce.Lock()
+	if b.stopped {
+		b.runOnce.Unlock()
+		return nil, ErrStopped
+	}
 	res, err := b.opts.Repo.Update(ctx, wrapped, git.WithMessage(message))
 	b.runOnce.Unlock()
 	b.logWarnings()

@@ -2,6 +2,7 @@ package bot_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -64,5 +65,34 @@ func TestWatchCarriesTheRepositorysTagCap(t *testing.T) {
 		if w.Need.TagCap != 123 || w.Repo.Name() != "registry.example.com/team/app" {
 			t.Errorf("watch %s: tag cap %d", w.Repo.Name(), w.Need.TagCap)
 		}
+	}
+}
+
+// TestStoppedBotRefuses: once Stop has returned (after any edit in flight), the bot takes
+// no more reconciles or edits, so that a new bot on the same data dir works alone.
+func TestStoppedBotRefuses(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	env := testenv.New(t, testenv.Options{GitServer: true})
+	url, err := env.Git.CreateRepo("config", "main", map[string]string{"README.md": "x\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := git.SSHAuth{User: env.Git.User, KeyFile: env.Git.DeployKey, KnownHosts: env.Git.KnownHosts}.Method()
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := git.Open(ctx, git.Options{URL: url, Dir: t.TempDir(), Auth: auth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bot.New(bot.Options{Name: "stopped", Repo: repo, Scheduler: &watchRecorder{watches: map[string]scan.Watch{}}})
+	b.Start(ctx)
+	b.Stop()
+	if _, err := b.ReconcileOnce(ctx); !errors.Is(err, bot.ErrStopped) {
+		t.Errorf("reconcile after Stop: %v", err)
+	}
+	if _, err := b.Edit(ctx, nil, nil); !errors.Is(err, bot.ErrStopped) {
+		t.Errorf("edit after Stop: %v", err)
 	}
 }

@@ -259,7 +259,7 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, bot.ErrLocked), errors.Is(err, update.ErrAmbiguous):
 		return http.StatusConflict
-	case errors.Is(err, bot.ErrNotScanned), errors.Is(err, errStandby):
+	case errors.Is(err, bot.ErrNotScanned), errors.Is(err, errStandby), errors.Is(err, bot.ErrStopped):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
