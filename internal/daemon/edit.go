@@ -20,7 +20,8 @@ import (
 // The editing API: what fluxctl's release, automate, deautomate, lock, unlock and policy did
 // through Flux v1's daemon. Each edit is made by the repository's bot, one at a time with its
 // loop, committed and pushed (racing writers handled as for automated updates), and then
-// applied by the loop. Both endpoints need the webhook token, as /api/v1/sync does.
+// applied by the loop. Both endpoints need the API token (--api-token-file), not the webhook
+// token, which registries hold; without an API token they are off.
 
 // ReleaseRequest is the body of POST /api/v1/release.
 type ReleaseRequest struct {

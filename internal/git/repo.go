@@ -72,7 +72,8 @@ type Repo struct {
 	// within reuseFetch of it (its push is conditional on the remote head anyway).
 	lastFetch time.Time
 	lastHead  plumbing.Hash
-	// Recloned is set when Open or a fetch found the mirror unreadable and cloned it again.
+	// warnings are what went wrong and was repaired, for Warnings.
+	warnMu   sync.Mutex
 	warnings []string
 }
 
@@ -121,14 +122,19 @@ func (r *Repo) mirrorDir() string { return filepath.Join(r.opts.Dir, "mirror") }
 // Warnings returns, and forgets, what went wrong and was repaired (a re-cloned mirror, a
 // working tree checked out afresh). The caller logs them.
 func (r *Repo) Warnings() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.warnMu.Lock()
+	defer r.warnMu.Unlock()
 	w := r.warnings
 	r.warnings = nil
 	return w
 }
 
-func (r *Repo) warn(s string) { r.warnings = append(r.warnings, s) }
+// warn keeps s for Warnings; it may be called with or without r.mu (Reverted runs both ways).
+func (r *Repo) warn(s string) {
+	r.warnMu.Lock()
+	defer r.warnMu.Unlock()
+	r.warnings = append(r.warnings, s)
+}
 
 func (r *Repo) openMirror() error {
 	repo, err := gogit.PlainOpen(r.mirrorDir())
