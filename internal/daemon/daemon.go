@@ -391,7 +391,7 @@ func (d *Daemon) stopAll() {
 
 func (d *Daemon) newBot(ctx context.Context, cfg *config.Repository) (*bot.Bot, *syncReport, error) {
 	g := cfg.Spec.Git
-	gopts := git.Options{URL: g.URL, Branch: g.Branch, PushBranch: g.PushBranch, Depth: g.Depth,
+	gopts := git.Options{Markers: repoconfig.Finder(cfg).Markers, URL: g.URL, Branch: g.Branch, PushBranch: g.PushBranch, Depth: g.Depth,
 		Dir: filepath.Join(d.opts.DataDir, "repos", cfg.Metadata.Name), Timeout: g.Timeout.Duration,
 		Author:          git.Signature{Name: g.Commit.AuthorName, Email: g.Commit.AuthorEmail},
 		Committer:       git.Signature{Name: g.Commit.CommitterName, Email: g.Commit.CommitterEmail},

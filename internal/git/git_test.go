@@ -714,3 +714,41 @@ func TestMirrorBrokenWhileRunning(t *testing.T) {
 		t.Fatalf("update after the re-clone: %+v %+v %v", res, res.Changes, err)
 	}
 }
+
+// TestMarkerRevertKnownToAFreshDataDir: the same for a Flux v2 $imagepolicy marker target,
+// whose name only the config's marker map resolves (Options.Markers).
+func TestMarkerRevertKnownToAFreshDataDir(t *testing.T) {
+	const file = "deploy/kustomization.yaml"
+	const before = "images:\n- name: registry.example.com/team/app\n  newTag: v1 # {\"$imagepolicy\": \"ns:app:tag\"}\n"
+	w := newWorld(t, map[string]string{file: before})
+	markers := map[string]update.MarkerPolicy{"ns:app": {Image: "registry.example.com/team/app", Policy: "glob:v*"}}
+	r := w.open(t, t.TempDir(), func(o *git.Options) { o.Markers = markers })
+	next, _ := name.ParseReference("registry.example.com/team/app:v2")
+	res, err := r.Update(ctxT(t), func(ctx context.Context, dir string) (*update.ChangeSet, error) {
+		f := update.Finder{Markers: markers}
+		found, err := f.Find(ctx, dir)
+		if err != nil || len(found.Targets) != 1 {
+			return nil, fmt.Errorf("find: %v %+v", err, found)
+		}
+		return f.Apply(ctx, dir, []update.Decision{{Target: found.Targets[0], Image: next}})
+	})
+	if err != nil || res.Commit.IsZero() {
+		t.Fatal(res, err)
+	}
+	if _, err := testenv.CommitFiles(w.path, "main", map[string]string{file: before}, "Revert to v1"); err != nil {
+		t.Fatal(err)
+	}
+	t0 := res.Changes.Changes[0]
+	for _, c := range []struct {
+		markers map[string]update.MarkerPolicy
+		want    bool
+	}{{markers, true}, {nil, false}} {
+		fresh := w.open(t, t.TempDir(), func(o *git.Options) { o.Markers = c.markers })
+		if _, err := fresh.Checkout(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+		if got := fresh.Reverted(t0.File, t0.Workload, t0.Container, t0.Old, t0.New); got != c.want {
+			t.Errorf("with markers %v: Reverted = %v, want %v", c.markers != nil, got, c.want)
+		}
+	}
+}

@@ -91,7 +91,7 @@ func (r *Repo) rebuildHistory() error {
 	for _, p := range h {
 		seen[p] = true
 	}
-	finder := &update.Finder{NoCache: true}
+	finder := &update.Finder{NoCache: true, Markers: r.opts.Markers}
 	c, err := r.repo.CommitObject(ref.Hash())
 	added := 0
 	for i := 0; i < historyWalk && err == nil && len(c.ParentHashes) > 0; i++ {

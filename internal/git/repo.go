@@ -16,6 +16,8 @@ import (
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+
+	"imagebot.dev/imagebot/internal/update"
 )
 
 // Options configures a Repo.
@@ -28,7 +30,10 @@ type Options struct {
 	// CABundle holds PEM certificates trusted, besides the system's, for an https:// URL
 	// (a private CA); nil trusts the system's only.
 	CABundle []byte
-	Depth    int // > 0: shallow mirror of that many commits
+	// Markers resolves $imagepolicy marker names when the push history is read back from
+	// the branch (see Reverted), so that marker targets' reverts are pins there too.
+	Markers map[string]update.MarkerPolicy
+	Depth   int // > 0: shallow mirror of that many commits
 
 	Author, Committer Signature // zero: DefaultSignature
 	MessageTemplate   string    // Go text/template over MessageData; "" = DefaultMessageTemplate
