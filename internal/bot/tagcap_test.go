@@ -37,20 +37,8 @@ func (r *watchRecorder) Latest(name.Repository, string) (*scan.Result, bool) {
 func TestWatchCarriesTheRepositorysTagCap(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	env := testenv.New(t, testenv.Options{GitServer: true})
 	seed := strings.NewReplacer("IMAGE", "registry.example.com/team/app:v1", "POLICY", "glob:v*").Replace(appTemplate)
-	url, err := env.Git.CreateRepo("config", "main", map[string]string{"apps/app.yaml": seed})
-	if err != nil {
-		t.Fatal(err)
-	}
-	auth, err := git.SSHAuth{User: env.Git.User, KeyFile: env.Git.DeployKey, KnownHosts: env.Git.KnownHosts}.Method()
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo, err := git.Open(ctx, git.Options{URL: url, Dir: t.TempDir(), Auth: auth})
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := openRepo(t, ctx, map[string]string{"apps/app.yaml": seed})
 	rec := &watchRecorder{watches: map[string]scan.Watch{}}
 	b := bot.New(bot.Options{Name: "capped", Repo: repo, Scheduler: rec, TagCap: 123})
 	if _, err := b.ReconcileOnce(ctx); err != nil {
@@ -73,8 +61,23 @@ func TestWatchCarriesTheRepositorysTagCap(t *testing.T) {
 func TestStoppedBotRefuses(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	repo := openRepo(t, ctx, map[string]string{"README.md": "x\n"})
+	b := bot.New(bot.Options{Name: "stopped", Repo: repo, Scheduler: &watchRecorder{watches: map[string]scan.Watch{}}})
+	b.Start(ctx)
+	b.Stop()
+	if _, err := b.ReconcileOnce(ctx); !errors.Is(err, bot.ErrStopped) {
+		t.Errorf("reconcile after Stop: %v", err)
+	}
+	if _, err := b.Edit(ctx, nil, nil); !errors.Is(err, bot.ErrStopped) {
+		t.Errorf("edit after Stop: %v", err)
+	}
+}
+
+// openRepo opens a git.Repo on a new repository of the test git server holding files.
+func openRepo(t *testing.T, ctx context.Context, files map[string]string) *git.Repo {
+	t.Helper()
 	env := testenv.New(t, testenv.Options{GitServer: true})
-	url, err := env.Git.CreateRepo("config", "main", map[string]string{"README.md": "x\n"})
+	url, err := env.Git.CreateRepo("config", "main", files)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,13 +89,5 @@ func TestStoppedBotRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := bot.New(bot.Options{Name: "stopped", Repo: repo, Scheduler: &watchRecorder{watches: map[string]scan.Watch{}}})
-	b.Start(ctx)
-	b.Stop()
-	if _, err := b.ReconcileOnce(ctx); !errors.Is(err, bot.ErrStopped) {
-		t.Errorf("reconcile after Stop: %v", err)
-	}
-	if _, err := b.Edit(ctx, nil, nil); !errors.Is(err, bot.ErrStopped) {
-		t.Errorf("edit after Stop: %v", err)
-	}
+	return repo
 }

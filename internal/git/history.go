@@ -28,17 +28,22 @@ func historyKey(file string, w update.Workload, container string) string {
 
 func (r *Repo) historyPath() string { return filepath.Join(r.opts.Dir, "pushed.json") }
 
-// readHistory reads the push history; the caller holds r.histMu.
+// readHistory returns the push history, read from its file once (this Repo is its only
+// writer); the caller holds r.histMu.
 func (r *Repo) readHistory() ([]pushRecord, error) {
-	var h []pushRecord
+	if r.historyRead {
+		return r.history, nil
+	}
+	r.historyRead = true
 	b, err := os.ReadFile(r.historyPath())
 	if err != nil {
 		return nil, nil // none yet
 	}
-	if err := json.Unmarshal(b, &h); err != nil {
+	if err := json.Unmarshal(b, &r.history); err != nil {
+		r.history = nil
 		return nil, fmt.Errorf("push history %s unreadable (%v): starting a new one", r.historyPath(), err)
 	}
-	return h, nil
+	return r.history, nil
 }
 
 // recordPushed appends the image changes of a push to the history; the caller holds r.mu.
@@ -62,6 +67,7 @@ func (r *Repo) recordPushed(commit string, cs *update.ChangeSet) error {
 
 // writeHistory replaces the history file with h; the caller holds r.histMu.
 func (r *Repo) writeHistory(h []pushRecord) error {
+	r.history = h
 	b, _ := json.Marshal(h)
 	tmp := r.historyPath() + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {

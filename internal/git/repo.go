@@ -72,7 +72,10 @@ type Repo struct {
 	// rebuilt: the history has had the branch's own record of imagebot's commits added
 	// (once per process; see rebuildHistory).
 	rebuilt bool
-	repo    *gogit.Repository
+	// history is the push history file's content once read (histMu).
+	history     []pushRecord
+	historyRead bool
+	repo        *gogit.Repository
 	// lastFetch and lastHead are the last successful fetch: Update does not fetch again
 	// within reuseFetch of it (its push is conditional on the remote head anyway).
 	lastFetch time.Time

@@ -458,7 +458,8 @@ func TestHangingRegistryLeavesAWorker(t *testing.T) {
 			n++
 		}
 	}
-	// 2s at 200ms: about 9 scans of good; with both workers held by the hanging host, none.
+	// 2s at 200ms: about 9 scans of good; with both workers held by the hanging
+	// repositories, one every 600ms or so.
 	if n < 6 {
 		t.Errorf("good was scanned %d times in 2s beside a hanging registry, want about 9", n)
 	}

@@ -69,27 +69,7 @@ func (f *Finder) Find(ctx context.Context, root string) (*Result, error) {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				results[i] = f.scanFile(root, files[i], fresh)
-			}
-		}()
-	}
-feed:
-	for i := range files {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
+	parallel(ctx, len(files), workers, func(i int) { results[i] = f.scanFile(root, files[i], fresh) })
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

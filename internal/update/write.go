@@ -43,7 +43,7 @@ func (f *Finder) Apply(ctx context.Context, root string, decisions []Decision) (
 		err     error
 	}
 	jobs := make([]job, len(files))
-	parallel(len(files), runtime.GOMAXPROCS(0), func(i int) {
+	parallel(context.Background(), len(files), runtime.GOMAXPROCS(0), func(i int) {
 		file := files[i]
 		if err := ctx.Err(); err != nil {
 			jobs[i].err = err
@@ -86,8 +86,9 @@ func (f *Finder) Apply(ctx context.Context, root string, decisions []Decision) (
 	return cs, nil
 }
 
-// parallel runs fn(0..n-1) on up to workers goroutines.
-func parallel(n, workers int, fn func(i int)) {
+// parallel runs fn(0..n-1) on up to workers goroutines; once ctx ends no further i is
+// started.
+func parallel(ctx context.Context, n, workers int, fn func(i int)) {
 	if workers > n {
 		workers = n
 	}
@@ -102,8 +103,13 @@ func parallel(n, workers int, fn func(i int)) {
 			}
 		}()
 	}
+feed:
 	for i := 0; i < n; i++ {
-		next <- i
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
 	}
 	close(next)
 	wg.Wait()
@@ -150,7 +156,7 @@ func readRepoFile(root, file string) (string, fileData, error) {
 func writeAll(ctx context.Context, pending []pendingWrite) error {
 	temps := make([]string, len(pending))
 	errs := make([]error, len(pending))
-	parallel(len(pending), writeWorkers, func(i int) {
+	parallel(context.Background(), len(pending), writeWorkers, func(i int) {
 		temps[i], errs[i] = writeTemp(pending[i].path, pending[i].new, pending[i].mode)
 	})
 	removeTemps := func(from int) {
