@@ -30,7 +30,21 @@ type checkout struct {
 	creds  map[string]scan.Credentials
 	opts   scan.Options
 	sc     *scan.Scanner // made on the first scan
+	// scans and failed count the registry scans choose made and those that failed.
+	scans, failed int
 }
+
+// scanError is a failed scan of a target's image repository: the registry's error
+// (scan.Scan's: 401, 404, 429, a timeout, a bad response), as opposed to a policy or a
+// config that refuses the image. A command goes on with the other targets and ends with
+// a scansFailedError (exit code 5).
+type scanError struct {
+	repo string // the image repository, e.g. registry.example.com/team/app
+	err  error
+}
+
+func (e *scanError) Error() string { return e.err.Error() }
+func (e *scanError) Unwrap() error { return e.err }
 
 // configFlag adds --config to cmd.
 func configFlag(cmd *cobra.Command, file *string) {
@@ -132,7 +146,8 @@ func (c *checkout) excluded(t update.Target) string {
 
 // choose scans t's repository for what its policy needs, with the registry's credentials
 // from the config when it has some, and applies the policy. An image the config leaves out
-// is an error, as it is for the daemon (which does not scan it).
+// is an error, as it is for the daemon (which does not scan it); a failed scan is a
+// *scanError.
 func (c *checkout) choose(ctx context.Context, t update.Target) (*bot.Choice, error) {
 	if why := c.excluded(t); why != "" {
 		return nil, fmt.Errorf("not automated: %s in %s (release a given image instead)", why, c.repo.File)
@@ -154,9 +169,11 @@ func (c *checkout) choose(ctx context.Context, t update.Target) (*bot.Choice, er
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	c.scans++
 	res, err := c.sc.Scan(ctx, ref.Context(), need)
 	if err != nil {
-		return nil, err
+		c.failed++
+		return nil, &scanError{repo: ref.Context().Name(), err: err}
 	}
 	return bot.Choose(t, res, time.Now())
 }

@@ -180,7 +180,8 @@ spec:
 
 // TestPlanConfigCredentials: a registry that wants a password is scanned with the
 // config's dockerConfigFile for its host, as the daemon scans it; without --config (and
-// nothing in the default keychain) plan cannot list its tags and plans nothing.
+// nothing in the default keychain) plan cannot list its tags (401): it names the failed
+// scan and exits 5.
 func TestPlanConfigCredentials(t *testing.T) {
 	t.Setenv("DOCKER_CONFIG", t.TempDir()) // an empty default keychain
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
@@ -216,11 +217,13 @@ spec:
   - {host: "` + host + `", dockerConfigFile: ` + dockerConfig + `, insecure: true}
 `})
 
-	out := run(t, "plan", "--path", dir)
-	if !strings.Contains(out, "nothing to change") || !strings.Contains(out, "401") {
-		t.Errorf("plan without the credentials:\n%s", out)
+	// The registry refuses: the scan failed, plan names it and exits 5.
+	stdout, stderr, code := runSplit("plan", "--path", dir)
+	if code != exitScanFailed || stdout != "nothing to change among the images scanned; 1 scan failed\n" ||
+		!strings.Contains(stderr, "Deployment/my-demo/a app: image "+host+"/team/app: scan failed: ") || !strings.Contains(stderr, "401") {
+		t.Errorf("plan without the credentials: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
-	out = run(t, "plan", "--path", dir, "--config", cfg)
+	out := run(t, "plan", "--path", dir, "--config", cfg)
 	image := "        image: " + host + "/team/app:"
 	if !changed(out, image+"1.0.0", image+"1.1.0") || !strings.Contains(out, host+" (credentials)") {
 		t.Errorf("plan --config with the registry's dockerConfigFile:\n%s", out)

@@ -20,6 +20,10 @@ const (
 	exitUsage    = 2 // bad flags or arguments (or the daemon said 400)
 	exitNotFound = 3 // no such repository, workload or container (404)
 	exitRefused  = 4 // the workload is locked, or found twice (409)
+	// exitScanFailed: plan or release --update-all-images on a checkout could not scan an
+	// image's registry (401, 404, 429, a timeout, a bad response). Each failure is named on
+	// stderr; what the other scans decided is still shown (plan, --dry-run) or made.
+	exitScanFailed = 5
 )
 
 func main() {
@@ -33,11 +37,14 @@ func main() {
 func exitCode(err error) int {
 	var he *httpError
 	var ue usageError
+	var sf scansFailedError
 	switch {
 	case err == nil:
 		return 0
 	case errors.As(err, &ue):
 		return exitUsage
+	case errors.As(err, &sf):
+		return exitScanFailed
 	case errors.As(err, &he):
 		switch he.Code {
 		case http.StatusBadRequest:

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -9,6 +11,7 @@ import (
 
 	"imagebot.dev/imagebot/internal/bot"
 	"imagebot.dev/imagebot/internal/daemon"
+	"imagebot.dev/imagebot/internal/policy"
 	"imagebot.dev/imagebot/internal/update"
 )
 
@@ -17,7 +20,19 @@ func newPlan() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plan [--path DIR] [--config FILE [--repository NAME]]",
 		Short: "Show, as a diff, what the next cycle would commit in a checkout (scans the registries)",
-		Args:  noArgs,
+		Long: `Show, as a diff, what the next cycle would commit in a checkout: each automated
+container's image repository is scanned and its policy applied. Stderr has the config used
+and each container's reason.
+
+A scan that fails (the registry answers 401, 404 or 429, times out, or sends something
+unusable) is named on stderr with the workload, container, image and reason; the diff still
+shows what the other scans decided, and plan exits with code 5. "nothing to change" means
+every scan succeeded; with failed scans it says "nothing to change among the images
+scanned; N scan(s) failed".
+
+Exit codes: 0 the diff (or nothing to change), 5 a scan failed, 1 any other error, 2 bad
+flags, 3 no such --repository in --config.`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			co, err := loadCheckout(configFile, repository)
 			if err != nil {
@@ -43,7 +58,9 @@ func newPlan() *cobra.Command {
 				}
 				c, err := co.choose(cmd.Context(), t)
 				if err != nil {
-					fmt.Fprintf(stderr, "%s %s: %v\n", t.Workload, t.Container, err)
+					if !reportScanError(stderr, t, err) {
+						fmt.Fprintf(stderr, "%s %s: %v\n", t.Workload, t.Container, err)
+					}
 					continue
 				}
 				fmt.Fprintf(stderr, "%s %s: %s\n", t.Workload, t.Container, c.Result.Reason)
@@ -51,7 +68,7 @@ func newPlan() *cobra.Command {
 					ds = append(ds, update.Decision{Target: t, Image: c.Next})
 				}
 			}
-			return showOrApply(cmd, co.finder, dir, ds, true)
+			return showOrApply(cmd, co, dir, ds, true)
 		},
 	}
 	cmd.Flags().StringVar(&dir, "path", ".", "the checkout")
@@ -60,28 +77,81 @@ func newPlan() *cobra.Command {
 	return cmd
 }
 
-// showOrApply prints the diff of decisions (dryRun) or writes them to the checkout.
-func showOrApply(cmd *cobra.Command, f *update.Finder, dir string, ds []update.Decision, dryRun bool) error {
+// showOrApply prints the diff of decisions (dryRun) or writes them to the checkout. When
+// some of co's scans failed it says so instead of "nothing to change", and returns a
+// scansFailedError (exit code 5) after showing or making the decisions of the others.
+func showOrApply(cmd *cobra.Command, co *checkout, dir string, ds []update.Decision, dryRun bool) error {
+	var failed error
+	if co.failed > 0 {
+		failed = scansFailedError{failed: co.failed, scans: co.scans}
+	}
 	if len(ds) == 0 {
-		fmt.Fprintln(cmd.OutOrStdout(), "nothing to change")
-		return nil
+		if co.failed > 0 {
+			fmt.Fprintf(cmd.OutOrStdout(), "nothing to change among the images scanned; %s\n", scansFailed(co.failed))
+		} else {
+			fmt.Fprintln(cmd.OutOrStdout(), "nothing to change")
+		}
+		return failed
 	}
 	if !dryRun {
-		cs, err := f.Apply(cmd.Context(), dir, ds)
+		cs, err := co.finder.Apply(cmd.Context(), dir, ds)
 		if err != nil {
 			return err
 		}
 		for _, c := range cs.Changes {
 			fmt.Fprintln(cmd.OutOrStdout(), c.String())
 		}
-		return nil
+		return failed
 	}
-	diff, _, err := bot.Preview(f, dir, ds)
+	diff, _, err := bot.Preview(co.finder, dir, ds)
 	if err != nil {
 		return err
 	}
-	_, err = io.WriteString(cmd.OutOrStdout(), diff)
-	return err
+	if _, err = io.WriteString(cmd.OutOrStdout(), diff); err != nil {
+		return err
+	}
+	return failed
+}
+
+// scansFailedError: some of a command's registry scans failed (exit code 5). Each was named
+// on stderr as it failed; the containers they were for are left as they are.
+type scansFailedError struct{ failed, scans int }
+
+func (e scansFailedError) Error() string {
+	return fmt.Sprintf("%d of %d scans failed (named above): their containers are left as they are", e.failed, e.scans)
+}
+
+// scansFailed is "1 scan failed" or "N scans failed".
+func scansFailed(n int) string {
+	if n == 1 {
+		return "1 scan failed"
+	}
+	return fmt.Sprintf("%d scans failed", n)
+}
+
+// reportScanError names a failed scan of t's image on w (workload, container, image
+// repository, the registry's error) and says true; for any other error it says false.
+func reportScanError(w io.Writer, t update.Target, err error) bool {
+	var se *scanError
+	if !errors.As(err, &se) {
+		return false
+	}
+	fmt.Fprintf(w, "%s %s: image %s: scan failed: %v\n", t.Workload, t.Container, se.repo, se.err)
+	return true
+}
+
+// chooseReporting is co.choose for a release: a failed scan is named on w and the container
+// keeps its image (a Choice that changes nothing), so the workload's other containers are
+// still released; showOrApply then ends with a scansFailedError. Other errors (an image the
+// config leaves out) end the release, as before.
+func chooseReporting(co *checkout, w io.Writer) bot.Chooser {
+	return func(ctx context.Context, t update.Target) (*bot.Choice, error) {
+		c, err := co.choose(ctx, t)
+		if err != nil && reportScanError(w, t, err) {
+			return &bot.Choice{Result: policy.Result{Reason: "scan failed"}}, nil
+		}
+		return c, err
+	}
 }
 
 func newRelease() *cobra.Command {
@@ -91,7 +161,20 @@ func newRelease() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "release -w WORKLOAD (--update-image IMAGE | --update-all-images) [--dry-run]",
 		Short: "Set a workload's images: to a given image, or to what each policy picks (in a checkout, or through the daemon)",
-		Args:  noArgs,
+		Long: `Set a workload's images: to a given image (--update-image), or to what each container's
+policy picks now (--update-all-images). Through the daemon (--daemon, or $IMAGEBOT_URL without
+--path) the daemon's bot commits and pushes the edit, choosing from its latest scans; on a
+local checkout (--path) the files are edited (or diffed with --dry-run) and
+--update-all-images scans the registries.
+
+On a checkout, a scan of --update-all-images that fails (401, 404, 429, a timeout, a bad
+response) is named on stderr with the workload, container, image and reason; that container
+keeps its image, the others are still released (or diffed), and release exits with code 5.
+
+Exit codes: 0 done (or nothing to change), 5 a scan failed (checkout), 1 any other error,
+2 bad flags (or the daemon said 400), 3 no such repository, workload or container (404),
+4 the workload is locked or declared twice (409).`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if workload == "" {
 				return usagef("give --workload")
@@ -126,11 +209,11 @@ func newRelease() *cobra.Command {
 				return err
 			}
 			rel := bot.Release{Workload: w, Container: container, Image: want, Force: force}
-			ds, err := rel.Decide(cmd.Context(), res.Targets, co.choose)
+			ds, err := rel.Decide(cmd.Context(), res.Targets, chooseReporting(co, cmd.ErrOrStderr()))
 			if err != nil {
 				return err
 			}
-			return showOrApply(cmd, co.finder, where.dir, ds, dryRun)
+			return showOrApply(cmd, co, where.dir, ds, dryRun)
 		},
 	}
 	where.flags(cmd)

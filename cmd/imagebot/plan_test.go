@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,5 +55,109 @@ func TestPlanAndRelease(t *testing.T) {
 	root.SetArgs([]string{"release", "--path", dir, "-w", "my-demo/fluxdemo", "--update-image", host + "/team/other:v1"})
 	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "release Deployment/my-demo/fluxdemo: no matching container: no container runs "+host+"/team/other") {
 		t.Errorf("release of an image no container runs: %v", err)
+	}
+}
+
+// runSplit runs imagebot with args and returns its stdout, its stderr (with the error main
+// would print) and the exit code main would give.
+func runSplit(args ...string) (stdout, stderr string, code int) {
+	var out, errOut bytes.Buffer
+	root := newRoot()
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs(args)
+	err := root.Execute()
+	if err != nil {
+		fmt.Fprintln(&errOut, "imagebot:", err)
+	}
+	return out.String(), errOut.String(), exitCode(err)
+}
+
+// TestPlanScanFailed: one image's repository does not exist on a real in-process registry
+// (404 on its tag list). plan names that workload, container, image and the 404 on stderr,
+// still shows the other image's diff, and exits 5 (exitScanFailed), never saying "nothing to
+// change". release --update-all-images on a workload with a good and a failing container
+// releases the good one, leaves the other, and exits 5; when only the failing one is left
+// it says "nothing to change among the images scanned; 1 scan failed".
+func TestPlanScanFailed(t *testing.T) {
+	host, stop := testenv.StartInProcessRegistry()
+	defer stop()
+	for _, tag := range []string{"1.0.0", "1.1.0"} {
+		if _, err := testenv.PushImage(context.Background(), host, authn.Anonymous, "team/app", tag, testenv.ImageSpec{Created: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	both := strings.Replace(deployment("both", host+"/team/app:1.0.0"), "    imagebot.dev/tag.app: semver:~1\n",
+		"    imagebot.dev/tag.app: semver:~1\n    imagebot.dev/tag.gone: semver:~1\n", 1) +
+		"      - name: gone\n        image: " + host + "/team/missing:1.0.0\n"
+	files := map[string]string{
+		"good.yaml": deployment("good", host+"/team/app:1.0.0"),
+		"bad.yaml":  deployment("bad", host+"/team/missing:1.0.0"),
+		"both.yaml": both,
+	}
+	writeFiles(t, dir, files)
+	image := "        image: " + host + "/team/app:"
+	missing := host + "/team/missing"
+
+	stdout, stderr, code := runSplit("plan", "--path", dir)
+	if code != exitScanFailed {
+		t.Errorf("plan with a failing scan: exit %d, want %d", code, exitScanFailed)
+	}
+	for _, w := range []string{"Deployment/my-demo/bad app", "Deployment/my-demo/both gone"} {
+		if want := w + ": image " + missing + ": scan failed: "; !strings.Contains(stderr, want) {
+			t.Errorf("plan's stderr does not name the failed scan %q:\n%s", want, stderr)
+		}
+	}
+	if !strings.Contains(stderr, "404") || !strings.Contains(stderr, "2 of 4 scans failed") {
+		t.Errorf("plan's stderr lacks the reason (404) or the count:\n%s", stderr)
+	}
+	if !strings.Contains(stdout, "+++ b/good.yaml") || !strings.Contains(stdout, "+++ b/both.yaml") ||
+		!changed(stdout, image+"1.0.0", image+"1.1.0") || strings.Contains(stdout, "missing") || strings.Contains(stdout, "nothing to change") {
+		t.Errorf("plan's diff of the images scanned:\n%s", stdout)
+	}
+
+	// Only the failing container left: nothing to change among the images scanned.
+	stdout, stderr, code = runSplit("release", "--path", dir, "-w", "my-demo/bad", "--update-all-images", "--dry-run")
+	if code != exitScanFailed || stdout != "nothing to change among the images scanned; 1 scan failed\n" ||
+		!strings.Contains(stderr, "Deployment/my-demo/bad app: image "+missing+": scan failed: ") || !strings.Contains(stderr, "404") {
+		t.Errorf("release --dry-run of the failing image: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+
+	// A good and a failing container: the good one is released, the other keeps its image.
+	stdout, stderr, code = runSplit("release", "--path", dir, "-w", "my-demo/both", "--update-all-images")
+	if code != exitScanFailed || !strings.Contains(stdout, "1.1.0") ||
+		!strings.Contains(stderr, "Deployment/my-demo/both gone: image "+missing+": scan failed: ") {
+		t.Errorf("release of a good and a failing container: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "both.yaml")); string(b) != strings.Replace(both, "app:1.0.0", "app:1.1.0", 1) {
+		t.Errorf("after the release with a failed scan:\n%s", b)
+	}
+	for _, f := range []string{"good.yaml", "bad.yaml"} {
+		if b, _ := os.ReadFile(filepath.Join(dir, f)); string(b) != files[f] {
+			t.Errorf("%s changed:\n%s", f, b)
+		}
+	}
+}
+
+// TestPlanNothingToChange: every scan succeeds and every image is already what its policy
+// picks: plan says "nothing to change" and exits 0.
+func TestPlanNothingToChange(t *testing.T) {
+	host, stop := testenv.StartInProcessRegistry()
+	defer stop()
+	for _, tag := range []string{"1.0.0", "1.1.0"} {
+		if _, err := testenv.PushImage(context.Background(), host, authn.Anonymous, "team/app", tag, testenv.ImageSpec{Created: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"a.yaml": deployment("a", host+"/team/app:1.1.0"), "b.yaml": deployment("b", host+"/team/app:1.1.0")})
+	stdout, stderr, code := runSplit("plan", "--path", dir)
+	if code != 0 || stdout != "nothing to change\n" || strings.Contains(stderr, "scan failed") {
+		t.Errorf("plan with nothing to change: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	stdout, _, code = runSplit("release", "--path", dir, "-w", "my-demo/a", "--update-all-images", "--dry-run")
+	if code != 0 || stdout != "nothing to change\n" {
+		t.Errorf("release --dry-run with nothing to change: exit %d\n%s", code, stdout)
 	}
 }
