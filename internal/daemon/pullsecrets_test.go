@@ -66,6 +66,11 @@ func TestPullSecrets(t *testing.T) {
 	if !strings.Contains(st.Images[0].LastError, "401") && !strings.Contains(strings.ToLower(st.Images[0].LastError), "unauthorized") {
 		t.Errorf("scan without credentials: %s", st.Images[0].LastError)
 	}
+	// The status shows the next attempt: after a failure, not sooner than the 1h scan
+	// interval (a failing image is never scanned more often than a healthy one).
+	if img := st.Images[0]; img.NextScan.Sub(img.LastScan) < 54*time.Minute {
+		t.Errorf("failing image: nextScan %s is %s after lastScan %s, want its 1h interval or more", img.NextScan, img.NextScan.Sub(img.LastScan), img.LastScan)
+	}
 	// With them: scanned, and the update pushed.
 	run("cluster", daemon.Options{PullSecrets: daemon.PullSecretKeychains(client)})
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {

@@ -58,11 +58,16 @@
 // Watches of one repository with one Credentials.ID are one scan: one listing per cycle
 // however many workloads use the image, the union of what they need. Each repository is
 // scanned at the shortest Interval of its watches (default 5m), ±10% jitter. Trigger (and
-// so a webhook) moves a repository to the front of the queue at once. After a failure a
-// repository is retried after 10s, doubling up to its interval (or the registry's
-// Retry-After); after FailAfter (3) failures in a row its Status says Failed with the last
-// error. Scans run on Workers (4) goroutines, each bounded by ScanTimeout, so a failing
-// registry never stalls the others.
+// so a webhook) moves a repository to the front of the queue at once. A failing repository
+// backs off: after its n-th failure in a row its next scan waits RetryBase·2^(n-1) (10s,
+// 20s, 40s …), capped at RetryMax (30m), drawn uniformly from 75% to 100% of that so that
+// the repositories of a registry that went down do not retry in step, and never less than
+// its interval: a failing repository is never scanned more often than a healthy one (at the
+// default 5m interval: the interval for six failures, then up to 10m40s, up to 21m20s, then
+// 22m30s to 30m each time). A longer Retry-After from the registry wins. A success resets
+// the backoff; Status.NextScan is the next attempt, and after FailAfter (3) failures in a
+// row Status says Failed with the last error. Scans run on Workers (4) goroutines, each
+// bounded by ScanTimeout, so a failing registry never stalls the others.
 //
 // # Credentials
 //

@@ -18,7 +18,20 @@ const (
 	DefaultWorkers   = 4
 	DefaultFailAfter = 3
 	DefaultRetryBase = 10 * time.Second
+	// DefaultRetryMax caps the wait between the scans of a repository that keeps failing.
+	// Half an hour: a dead registry, a deleted repository or revoked credentials cost two
+	// requests an hour per repository (not one per interval, which on Docker Hub spends an
+	// anonymous pull budget of 100 per 6h and fills the log), yet a registry or credential
+	// that is fixed is picked up within 30 minutes with nothing done (a webhook, Trigger or a
+	// config reload scans at once).
+	DefaultRetryMax = 30 * time.Minute
 )
+
+// retryJitter spreads the retries of failing repositories: each backoff wait is drawn
+// uniformly from [1-retryJitter, 1] × RetryBase·2^(failures-1) (capped), so that
+// repositories that failed together (one registry down) do not retry together, and
+// RetryMax stays a true maximum.
+const retryJitter = 0.25
 
 // Watch is one consumer's interest in a repository: typically one container of one
 // workload. Watches of the same repository with the same Credentials.ID are scanned
@@ -53,9 +66,15 @@ type SchedulerOptions struct {
 	Workers int
 	// FailAfter is how many failures in a row mark a repository failed (default 3).
 	FailAfter int
-	// RetryBase is the wait after a first failure (default 10s); it doubles per failure up
-	// to the repository's interval, or is the Retry-After its registry asked for if longer.
-	RetryBase time.Duration
+	// RetryBase and RetryMax shape the backoff of a failing repository: after its n-th
+	// failure in a row its next scan waits RetryBase·2^(n-1), capped at RetryMax, drawn
+	// uniformly from 75% to 100% of that (the jitter), but never less than the repository's
+	// interval (with its usual jitter): a failing repository is never scanned more often
+	// than a healthy one. A Retry-After the registry sent wins when longer. A success
+	// resets the count; Status.NextScan is the next attempt. RetryMax is independent of the
+	// interval and may exceed it (below it, it is the interval).
+	RetryBase time.Duration // default DefaultRetryBase (10s)
+	RetryMax  time.Duration // default DefaultRetryMax (30m)
 	// OnUpdate receives every scan's outcome, from the scanning goroutine: return quickly.
 	OnUpdate func(Update)
 	Metrics  *Metrics
@@ -68,8 +87,8 @@ type Status struct {
 	Watches     int
 	LastScan    time.Time
 	LastOK      time.Time
-	NextScan    time.Time
-	Failures    int // in a row
+	NextScan    time.Time // the next attempt: after a failure, when the backoff ends
+	Failures    int       // in a row
 	Failed      bool
 	LastError   error
 	Tags        int // in the last good result
@@ -121,6 +140,9 @@ type group struct {
 	failures         int
 	failed           bool
 	lastErr          error
+	// retryWait is the wait the last failure asked for (the backoff, or the registry's
+	// Retry-After if longer) before the interval floor; zero while healthy.
+	retryWait time.Duration
 }
 
 // NewScheduler returns a Scheduler over sc; Start runs it.
@@ -140,6 +162,9 @@ func NewScheduler(sc *Scanner, opts SchedulerOptions) *Scheduler {
 	}
 	if opts.RetryBase <= 0 {
 		opts.RetryBase = DefaultRetryBase
+	}
+	if opts.RetryMax <= 0 {
+		opts.RetryMax = DefaultRetryMax
 	}
 	return &Scheduler{sc: sc, opts: opts, groups: map[string]*group{}, byID: map[string]*group{},
 		wake: make(chan struct{}, 1)}
@@ -229,8 +254,18 @@ func (s *Scheduler) merge(g *group) {
 		}
 	}
 	g.need = need
-	if g.index >= 0 && g.due.After(time.Now().Add(g.interval)) {
-		g.due = time.Now().Add(s.jitter(g.interval))
+	if g.index < 0 {
+		return
+	}
+	// A shorter interval applies at once. A failing repository keeps its backoff (the
+	// bot re-watches its images every cycle): only its interval floor may come closer.
+	limit, due := time.Now().Add(g.interval), time.Now().Add(s.jitter(g.interval))
+	if g.failures > 0 {
+		limit = g.lastScan.Add(max(time.Duration(float64(g.interval)*(1+s.opts.Jitter)), g.retryWait))
+		due = g.lastScan.Add(max(s.jitter(g.interval), g.retryWait))
+	}
+	if g.due.After(limit) {
+		g.due = due
 		heap.Fix(&s.queue, g.index)
 	}
 }
@@ -436,17 +471,17 @@ func (s *Scheduler) scan(ctx context.Context, g *group) {
 	s.release(g)
 	g.running, g.lastScan = false, now
 	if err == nil {
-		g.last, g.lastOK, g.failures, g.failed, g.lastErr = res, now, 0, false, nil
+		g.last, g.lastOK, g.failures, g.failed, g.lastErr, g.retryWait = res, now, 0, false, nil, 0
 		g.due = now.Add(s.jitter(g.interval))
 	} else {
 		g.failures++
 		g.lastErr = err
 		g.failed = g.failures >= s.opts.FailAfter
-		wait := min(g.interval, s.opts.RetryBase<<min(g.failures-1, 16))
+		g.retryWait = backoff(s.opts.RetryBase, s.opts.RetryMax, g.failures, rand.Float64())
 		if ra, ok := RetryAfter(err); ok {
-			wait = max(wait, ra)
+			g.retryWait = max(g.retryWait, ra)
 		}
-		g.due = now.Add(wait)
+		g.due = now.Add(max(s.jitter(g.interval), g.retryWait))
 	}
 	if err == nil && len(g.expect) > 0 {
 		var missing []string
@@ -481,6 +516,21 @@ func (s *Scheduler) scan(ctx context.Context, g *group) {
 	if s.opts.OnUpdate != nil {
 		s.opts.OnUpdate(u)
 	}
+}
+
+// backoff is the wait after the n-th failure in a row (n ≥ 1): base·2^(n-1), capped at
+// maxWait, times 1 - retryJitter·r for r in [0, 1) (uniform from 75% to 100% of it).
+func backoff(base, maxWait time.Duration, n int, r float64) time.Duration {
+	d := base
+	for i := 1; i < n && d < maxWait; i++ {
+		if d > maxWait/2 {
+			d = maxWait
+			break
+		}
+		d *= 2
+	}
+	d = min(d, maxWait)
+	return time.Duration(float64(d) * (1 - retryJitter*r))
 }
 
 func (s *Scheduler) jitter(d time.Duration) time.Duration {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -143,11 +144,12 @@ func TestTriggerAndFailures(t *testing.T) {
 		t.Error("Trigger of an unwatched repository = true")
 	}
 
-	// bad starts failing: it is retried with backoff, marked failed, keeps its last good
-	// result, and good is still scanned on trigger.
+	// bad starts failing: triggered scans (a webhook) still run at once, ahead of its
+	// backoff (TestFailingScansBackOff); it is marked failed, keeps its last good result,
+	// and good is still scanned on trigger.
 	proxy.Add(&testenv.FaultRule{Match: pathHas("/v2/bad/"), Then: &testenv.Fault{Status: http.StatusInternalServerError}})
-	sched.Trigger(bad)
 	for i := range 3 {
+		sched.Trigger(bad)
 		up := ups.wait(t, bad, 10*time.Second)
 		if !errors.Is(up.Err, scan.ErrUnavailable) {
 			t.Fatalf("failure %d: %+v", i, up)
@@ -364,8 +366,8 @@ func TestPerWatchInterval(t *testing.T) {
 }
 
 // TestFailingRepositoryDoesNotDelayOthers: a repository whose registry hangs fails scan
-// after scan (each one taking its request timeouts) and is retried at once, yet another
-// repository's scans still come at their interval.
+// after scan (each one taking its request timeouts) and is retried at its interval, yet
+// another repository's scans still come at their interval.
 func TestFailingRepositoryDoesNotDelayOthers(t *testing.T) {
 	host, stop := testenv.StartInProcessRegistry()
 	defer stop()
@@ -380,7 +382,7 @@ func TestFailingRepositoryDoesNotDelayOthers(t *testing.T) {
 	sc := scan.New(scan.Options{RequestTimeout: 300 * time.Millisecond, Retry: scan.Retry{Attempts: 2, Base: 10 * time.Millisecond},
 		Limit: scan.Limit{RPS: 1000}})
 	sched := scan.NewScheduler(sc, scan.SchedulerOptions{Interval: interval, Workers: 2, RetryBase: 10 * time.Millisecond,
-		OnUpdate: times.on})
+		RetryMax: 10 * time.Millisecond, OnUpdate: times.on})
 	sched.Watch("good", scan.Watch{Repo: good})
 	sched.Watch("bad", scan.Watch{Repo: bad})
 	sched.Start(ctxT(t))
@@ -388,7 +390,8 @@ func TestFailingRepositoryDoesNotDelayOthers(t *testing.T) {
 	times.waitFor(t, good, 1, 10*time.Second)
 	times.waitFor(t, bad, 1, 10*time.Second)
 	// From now on every request of bad hangs past its timeout: a scan of bad takes 600ms+
-	// and fails, and is retried 10ms later, so bad always holds a worker.
+	// and fails, and is retried an interval later (RetryMax 10ms: no backoff beyond the
+	// interval), so bad holds a worker most of the time.
 	proxy.Add(&testenv.FaultRule{Match: pathHas("/v2/bad/"), Then: &testenv.Fault{Delay: 5 * time.Second}})
 	start := time.Now()
 	time.Sleep(2500 * time.Millisecond)
@@ -441,7 +444,7 @@ func TestHangingRegistryLeavesAWorker(t *testing.T) {
 	sc := scan.New(scan.Options{RequestTimeout: 300 * time.Millisecond, Retry: scan.Retry{Attempts: 2, Base: 10 * time.Millisecond},
 		Limit: scan.Limit{RPS: 1000}})
 	sched := scan.NewScheduler(sc, scan.SchedulerOptions{Interval: interval, Workers: 2, RetryBase: 10 * time.Millisecond,
-		OnUpdate: times.on})
+		RetryMax: 10 * time.Millisecond, OnUpdate: times.on})
 	proxy.Add(&testenv.FaultRule{Match: pathHas("/v2/bad"), Then: &testenv.Fault{Delay: 5 * time.Second}})
 	sched.Watch("bad1", scan.Watch{Repo: bad1})
 	sched.Watch("bad2", scan.Watch{Repo: bad2})
@@ -491,5 +494,130 @@ func TestSetScanner(t *testing.T) {
 	sched.Trigger(app)
 	if ups := times.waitFor(t, app, 2, 10*time.Second); ups[1].Err != nil || len(ups[1].Result.Tags) != 1 {
 		t.Fatalf("after SetScanner: %+v", ups[1])
+	}
+}
+
+// TestFailingScansBackOff: a repository whose registry answers 500 backs off. With a 10ms
+// interval, RetryBase 20ms and RetryMax 160ms, the wait the status gives after each
+// failure (NextScan - LastScan, read as the failure is reported, before the next scan can
+// start) is 75-100% of 20, 40, 80ms, then of 160ms every time: each about double the one
+// before until the cap, and never growing past it. Each failed scan comes no sooner than
+// the wait before it, and the four scans after the cap take well under the 3.6s they would
+// take uncapped. A 429 asking for 2s (longer than the cap) waits 2s. A success resets the
+// wait to the interval (10ms ±10%).
+func TestFailingScansBackOff(t *testing.T) {
+	host, stop := testenv.StartInProcessRegistry()
+	defer stop()
+	push(t, host, authn.Anonymous, "app", "v1", testenv.ImageSpec{Created: base})
+	proxy := testenv.StartFaultProxy(host)
+	defer proxy.Close()
+	app := repoOf(t, proxy.Host, "app")
+	const (
+		interval   = 10 * time.Millisecond
+		retryBase  = 20 * time.Millisecond
+		retryMax   = 160 * time.Millisecond
+		failures   = 8
+		retryAfter = 2 * time.Second
+	)
+	var mode atomic.Int32 // 0: 500, 1: 429 with Retry-After, 2: the registry answers
+	match := func(m int32) func(*http.Request) bool {
+		return func(r *http.Request) bool { return mode.Load() == m && pathHas("/v2/app/")(r) }
+	}
+	proxy.Add(&testenv.FaultRule{Match: match(0), Then: &testenv.Fault{Status: http.StatusInternalServerError}})
+	proxy.Add(&testenv.FaultRule{Match: match(1), Then: &testenv.Fault{Status: http.StatusTooManyRequests,
+		Header: http.Header{"Retry-After": {fmt.Sprint(int(retryAfter.Seconds()))}}}})
+
+	type seen struct {
+		up scan.Update
+		st scan.Status
+	}
+	var mu sync.Mutex
+	var log []seen
+	var sched *scan.Scheduler
+	sched = scan.NewScheduler(scan.New(scan.Options{Retry: scan.Retry{Attempts: 1}, Limit: scan.Limit{RPS: 1000}}),
+		scan.SchedulerOptions{Interval: interval, Workers: 1, RetryBase: retryBase, RetryMax: retryMax,
+			OnUpdate: func(u scan.Update) {
+				// One worker: the next scan cannot start before this returns, so the status
+				// is this scan's.
+				st := sched.Status()
+				mu.Lock()
+				defer mu.Unlock()
+				if len(log) < 500 && len(st) == 1 {
+					log = append(log, seen{u, st[0]})
+				}
+			}})
+	sched.Watch("app", scan.Watch{Repo: app})
+	sched.Start(ctxT(t))
+	defer sched.Stop()
+	// next waits for the first update from index from on that ok accepts.
+	next := func(from int, ok func(seen) bool) (int, seen) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			mu.Lock()
+			for i := from; i < len(log); i++ {
+				if ok(log[i]) {
+					s := log[i]
+					mu.Unlock()
+					return i, s
+				}
+			}
+			mu.Unlock()
+		}
+		t.Fatalf("no such update of %s within 20s", app)
+		return 0, seen{}
+	}
+	wait := func(s seen) time.Duration { return s.st.NextScan.Sub(s.st.LastScan) }
+
+	// Failures 1 to 8: the backoff.
+	last, _ := next(failures-1, func(seen) bool { return true })
+	mu.Lock()
+	fails := append([]seen(nil), log[:last+1]...)
+	mu.Unlock()
+	for i, s := range fails {
+		n := i + 1
+		if !errors.Is(s.up.Err, scan.ErrUnavailable) || s.st.Failures != n {
+			t.Fatalf("scan %d: err %v, %d failures in a row; want ErrUnavailable, %d", n, s.up.Err, s.st.Failures, n)
+		}
+		nominal := min(retryMax, retryBase<<(n-1))
+		if w := wait(s); w < nominal*3/4 || w > nominal {
+			t.Errorf("after failure %d the next scan is %s away, want 75-100%% of %s", n, w, nominal)
+		}
+		if i == 0 {
+			continue
+		}
+		if r := float64(wait(s)) / float64(wait(fails[i-1])); n <= 4 && (r < 1.5 || r > 2/0.75) {
+			t.Errorf("wait after failure %d is %.2f× the one before, want about 2 (1.5-2.67)", n, r)
+		}
+		if gap := s.st.LastScan.Sub(fails[i-1].st.LastScan); gap < wait(fails[i-1]) {
+			t.Errorf("failed scans %d and %d came %s apart, sooner than the %s wait", n-1, n, gap, wait(fails[i-1]))
+		}
+	}
+	// Capped from failure 4 on: the four scans after it took 4×(120-160ms) plus the scans,
+	// not the 0.75×(320+640+1280+2560)ms = 3.6s at least of an uncapped backoff.
+	if d := fails[7].st.LastScan.Sub(fails[3].st.LastScan); d > 3*time.Second {
+		t.Errorf("failures 4 to 8 took %s: the backoff did not stop growing at %s", d, retryMax)
+	}
+
+	// A Retry-After longer than the backoff wins.
+	mode.Store(1)
+	i, limited := next(last+1, func(s seen) bool { return errors.Is(s.up.Err, scan.ErrRateLimited) })
+	if ra, ok := scan.RetryAfter(limited.up.Err); !ok || ra != retryAfter {
+		t.Errorf("429 error %v: Retry-After %s, %v; want %s", limited.up.Err, ra, ok, retryAfter)
+	}
+	if w := wait(limited); w != retryAfter {
+		t.Errorf("after a 429 asking for %s the next scan is %s away", retryAfter, w)
+	}
+
+	// A success resets the backoff: the next scan is an interval away.
+	mode.Store(2)
+	_, ok := next(i+1, func(s seen) bool { return s.up.Err == nil })
+	if ok.st.Failures != 0 || ok.st.Failed {
+		t.Errorf("after a success: %d failures, failed %v", ok.st.Failures, ok.st.Failed)
+	}
+	if w := wait(ok); w < interval*9/10 || w > interval*11/10 {
+		t.Errorf("after a success the next scan is %s away, want the interval %s ±10%%", w, interval)
+	}
+	if gap := ok.st.LastScan.Sub(limited.st.LastScan); gap < retryAfter {
+		t.Errorf("the scan after the 429 came %s later, sooner than its Retry-After %s", gap, retryAfter)
 	}
 }
