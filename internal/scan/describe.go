@@ -1,20 +1,22 @@
 package scan
 
 import (
+	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -25,13 +27,29 @@ const (
 	maxConfigBytes   = 16 << 20
 )
 
-var manifestAccept = "application/vnd.oci.image.index.v1+json, " +
-	"application/vnd.docker.distribution.manifest.list.v2+json, " +
-	"application/vnd.oci.image.manifest.v1+json, " +
-	"application/vnd.docker.distribution.manifest.v2+json"
+// Progress is how far a scan has got in describing the tags its Need selected.
+type Progress struct {
+	// Described tags have their digest and, when needed, build time (or a TagErrors entry).
+	Described, Total int
+	// Digests is how many of them have their digest: the first pass, HEAD by HEAD.
+	Digests int
+}
 
-// describeAll describes the tags need selects, concurrently, into res; it returns the
-// repository's new cache record and the metadata learnt.
+func (p Progress) String() string {
+	s := fmt.Sprintf("described %d of %d tags", p.Described, p.Total)
+	if p.Described < p.Total && p.Digests > p.Described {
+		s += fmt.Sprintf(" (%d digests found)", p.Digests)
+	}
+	return s
+}
+
+// describeAll describes the tags need selects into res, in two passes through go-containerregistry's
+// remote: the digest of every selected tag (the cache's, else a HEAD: free where registries
+// count pulls), then, when build times are needed, each distinct digest never described
+// before (GET the manifest by digest, the platform's manifest for an index, the config blob:
+// one pull per image, whatever its number of tags). It returns the repository's new cache
+// record and the metadata learnt; when it fails part-way, it returns both for what it
+// described before the failure, with the error, so that the next scan goes on from there.
 func (s *Scanner) describeAll(ctx context.Context, rt http.RoundTripper, repo name.Repository, need Need,
 	prev *repoRecord, res *Result) (*repoRecord, map[string]metaRecord, error) {
 	rec := &repoRecord{ListedAt: res.ListedAt.Unix(), Tags: res.Tags, Digests: map[string]tagDigest{}}
@@ -63,15 +81,110 @@ func (s *Scanner) describeAll(ctx context.Context, rt http.RoundTripper, repo na
 	if len(todo) == 0 {
 		return rec, nil, nil
 	}
+	d := &describer{s: s, repo: repo, res: res, rec: rec, metas: map[string]metaRecord{},
+		opts: []remote.Option{remote.WithTransport(rt), remote.WithContext(ctx)},
+		prog: progress{host: repo.RegistryStr(), total: len(todo), report: need.Progress, metrics: s.opts.Metrics}}
+	d.prog.start()
+	defer d.prog.end()
+
+	// Pass 1: a digest for every tag.
+	digests := make([]string, len(todo))
+	err := parallel(ctx, s.opts.Concurrency, len(todo), func(ctx context.Context, i int) error {
+		tag := todo[i]
+		d.mu.Lock()
+		known, hasKnown := rec.Digests[tag]
+		d.mu.Unlock()
+		digest, desc, checked, err := d.digest(ctx, tag, known, hasKnown, tracked[tag])
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if err != nil {
+			if permanent(err) {
+				d.tagError(tag, err)
+				return nil
+			}
+			return fmt.Errorf("describe %s: %w", tag, err)
+		}
+		digests[i] = digest
+		d.prog.found(1)
+		td := tagDigest{Digest: digest, Checked: known.Checked}
+		if checked {
+			td.Checked = timeNow().Unix()
+		}
+		rec.Digests[tag] = td
+		if desc != nil {
+			if d.descs == nil {
+				d.descs = map[string]*remote.Descriptor{}
+			}
+			d.descs[digest] = desc
+		}
+		if !need.BuildTime {
+			img := Image{Digest: digest}
+			if desc != nil {
+				img.MediaType = string(desc.MediaType)
+			}
+			res.Images[tag] = img
+			d.prog.add(1)
+		}
+		return nil
+	})
+	if err != nil || !need.BuildTime {
+		return rec, d.metas, err
+	}
+
+	// Pass 2: the metadata of each distinct digest not described before.
+	byDigest := map[string][]string{}
+	for i, tag := range todo {
+		if digests[i] != "" {
+			byDigest[digests[i]] = append(byDigest[digests[i]], tag)
+		}
+	}
+	var unknown []string
+	for digest, tags := range byDigest {
+		if m, ok := d.cachedMeta(digest); ok {
+			res.MetaHits += len(tags)
+			s.opts.Metrics.cacheLookup("metadata", true)
+			d.set(tags, Image{Digest: digest, Created: unixNano(m.Created), MediaType: m.MediaType})
+			continue
+		}
+		res.MetaMiss += len(tags)
+		s.opts.Metrics.cacheLookup("metadata", false)
+		unknown = append(unknown, digest)
+	}
+	slices.Sort(unknown)
+	err = parallel(ctx, s.opts.Concurrency, len(unknown), func(ctx context.Context, i int) error {
+		digest := unknown[i]
+		d.mu.Lock()
+		desc := d.descs[digest]
+		d.mu.Unlock()
+		img, meta, err := d.describe(ctx, digest, desc)
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		tags := byDigest[digest]
+		if err != nil {
+			err = fmt.Errorf("%s@%s: %w", tags[0], digest, err)
+			if permanent(err) {
+				for _, t := range tags {
+					d.tagError(t, err)
+				}
+				return nil
+			}
+			return fmt.Errorf("describe %w", err)
+		}
+		d.metas[meta.key] = *meta
+		d.set(tags, img)
+		return nil
+	})
+	return rec, d.metas, err
+}
+
+// parallel runs fn for 0..n-1 on at most workers goroutines; the first error cancels the
+// rest (fn sees the cancelled context) and is returned once all have ended.
+func parallel(ctx context.Context, workers, n int, fn func(context.Context, int) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	var (
-		mu    sync.Mutex
-		metas = map[string]metaRecord{}
-		sem   = make(chan struct{}, s.opts.Concurrency)
-		wg    sync.WaitGroup
-	)
-	for _, tag := range todo {
+	sem := make(chan struct{}, max(1, workers))
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
 		sem <- struct{}{}
 		if ctx.Err() != nil {
 			<-sem
@@ -80,119 +193,217 @@ func (s *Scanner) describeAll(ctx context.Context, rt http.RoundTripper, repo na
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			mu.Lock()
-			known, hasKnown := rec.Digests[tag]
-			mu.Unlock()
-			d := describer{s: s, rt: rt, repo: repo}
-			img, meta, checked, err := d.describe(ctx, tag, known, hasKnown, tracked[tag], need.BuildTime)
-			mu.Lock()
-			defer mu.Unlock()
-			res.MetaHits += d.hits
-			res.MetaMiss += d.misses
-			if err != nil {
-				if permanent(err) {
-					if res.TagErrors == nil {
-						res.TagErrors = map[string]error{}
-					}
-					res.TagErrors[tag] = err
-					return
-				}
-				cancel(fmt.Errorf("describe %s: %w", tag, err))
-				return
-			}
-			res.Images[tag] = img
-			td := tagDigest{Digest: img.Digest, Checked: known.Checked}
-			if checked {
-				td.Checked = timeNow().Unix()
-			}
-			rec.Digests[tag] = td
-			if meta != nil {
-				metas[meta.key] = *meta
+			if err := fn(ctx, i); err != nil {
+				cancel(err)
 			}
 		}()
 	}
 	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
-		return nil, nil, err
-	}
-	return rec, metas, nil
+	return context.Cause(ctx)
 }
 
 // describer describes the tags of one repository through one session.
 type describer struct {
-	s            *Scanner
-	rt           http.RoundTripper
-	repo         name.Repository
-	hits, misses int
+	s    *Scanner
+	repo name.Repository
+	opts []remote.Option
+	prog progress
+
+	mu    sync.Mutex // guards the fields below
+	res   *Result
+	rec   *repoRecord
+	metas map[string]metaRecord
+	descs map[string]*remote.Descriptor // manifests read while finding a digest
 }
 
-// describe finds tag's digest (from the cache unless tracked or stale, else with HEAD, or
-// with the GET that reads the manifest when the build time is needed) and, when needed, its
-// build time (from the cache by digest, else manifest → [platform manifest] → config).
-// checked reports that the registry confirmed the digest during this call; meta is set when
-// the metadata was fetched (to be cached).
-func (d *describer) describe(ctx context.Context, tag string, known tagDigest, hasKnown, tracked, buildTime bool) (
-	img Image, meta *metaRecord, checked bool, err error) {
+// set records img for tags (d.mu held).
+func (d *describer) set(tags []string, img Image) {
+	for _, t := range tags {
+		d.res.Images[t] = img
+	}
+	d.prog.add(len(tags))
+}
+
+// tagError records a tag that cannot be described (d.mu held).
+func (d *describer) tagError(tag string, err error) {
+	if _, ok := d.rec.Digests[tag]; !ok {
+		d.prog.found(1)
+	}
+	if d.res.TagErrors == nil {
+		d.res.TagErrors = map[string]error{}
+	}
+	d.res.TagErrors[tag] = err
+	d.prog.add(1)
+}
+
+// digest finds tag's digest: the cache's unless tracked or stale, else with a HEAD (a GET
+// where the registry's HEAD gives no digest). checked reports that the registry confirmed
+// it during this call; desc is the manifest when a GET read it.
+func (d *describer) digest(ctx context.Context, tag string, known tagDigest, hasKnown, tracked bool) (
+	digest string, desc *remote.Descriptor, checked bool, err error) {
 	s := d.s
-	digest := ""
 	fresh := hasKnown && (s.opts.DigestRecheck < 0 || timeNow().Unix()-known.Checked < int64(s.opts.DigestRecheck/time.Second))
 	if fresh && !tracked {
-		digest = known.Digest
 		s.opts.Metrics.cacheLookup("digest", true)
-	} else {
-		s.opts.Metrics.cacheLookup("digest", false)
+		return known.Digest, nil, false, nil
 	}
-	var body []byte
-	var mediaType string
-	if digest == "" {
-		// A tag listed a moment ago may not be readable yet: the distribution registry
-		// sends its push notification before it writes the tag's link. So a 404 by tag is
-		// tried again, after 25, 50, 100 and 200ms.
-		for try := 0; ; try++ {
-			if !buildTime || tracked || hasKnown {
-				digest, err = d.head(ctx, tag)
-			} else {
-				body, mediaType, digest, err = d.manifest(ctx, tag, "")
-			}
-			if try == 4 || !errors.Is(err, ErrNotFound) {
+	s.opts.Metrics.cacheLookup("digest", false)
+	// A tag listed a moment ago may not be readable yet: the distribution registry sends
+	// its push notification before it writes the tag's link. So a 404 by tag is tried
+	// again, after 25, 50, 100 and 200ms.
+	for try := 0; ; try++ {
+		digest, desc, err = d.head(ctx, tag)
+		if try == 4 || !errors.Is(err, ErrNotFound) {
+			break
+		}
+		if serr := sleep(ctx, (25*time.Millisecond)<<try); serr != nil {
+			return "", nil, false, serr
+		}
+	}
+	if err != nil {
+		return "", nil, false, fmt.Errorf("manifest %s: %w", tag, err)
+	}
+	return digest, desc, true, nil
+}
+
+// head returns a tag's digest from a HEAD's Docker-Content-Digest or, when the registry
+// does not send one (or refuses HEAD), from a GET.
+func (d *describer) head(ctx context.Context, tag string) (string, *remote.Descriptor, error) {
+	ref := d.repo.Tag(tag)
+	h, err := remote.Head(ref, d.with(ctx)...)
+	if err == nil {
+		return h.Digest.String(), nil, nil
+	}
+	var te *transport.Error
+	if !strings.Contains(err.Error(), "did not include") && !(errors.As(err, &te) && te.StatusCode == http.StatusMethodNotAllowed) {
+		return "", nil, remoteError(err)
+	}
+	desc, err := remote.Get(ref, d.with(ctx)...)
+	if err != nil {
+		return "", nil, remoteError(err)
+	}
+	return desc.Digest.String(), desc, nil
+}
+
+func (d *describer) with(ctx context.Context) []remote.Option {
+	return append(slices.Clip(d.opts), remote.WithContext(ctx))
+}
+
+// describe reads a digest's build time: GET its manifest (unless desc has it), for an index
+// the platform's manifest, then the config blob (following the registry's redirect to its
+// storage).
+func (d *describer) describe(ctx context.Context, digest string, desc *remote.Descriptor) (Image, *metaRecord, error) {
+	var err error
+	if desc == nil {
+		if desc, err = remote.Get(d.repo.Digest(digest), d.with(ctx)...); err != nil {
+			return Image{}, nil, fmt.Errorf("manifest: %w", remoteError(err))
+		}
+	}
+	mediaType := string(desc.MediaType)
+	m, err := parseManifest(desc.Manifest, digest)
+	if err != nil {
+		return Image{}, nil, err
+	}
+	index := m.Config == nil && len(m.Manifests) > 0
+	imgDesc := desc
+	if index {
+		child := ""
+		for _, c := range m.Manifests {
+			if c.Platform != nil && c.Platform.Satisfies(d.s.opts.Platform) {
+				child = c.Digest.String()
 				break
 			}
-			if serr := sleep(ctx, (25*time.Millisecond)<<try); serr != nil {
-				return Image{}, nil, false, serr
-			}
 		}
-		if err != nil {
-			return Image{}, nil, false, fmt.Errorf("manifest %s: %w", tag, err)
+		if child == "" {
+			return Image{}, nil, fmt.Errorf("%w: index has no %s image", ErrNotFound, d.s.platform)
 		}
-		checked = true
-	}
-	img = Image{Digest: digest, MediaType: mediaType}
-	if !buildTime {
-		return img, nil, checked, nil
-	}
-	if m, ok := d.cachedMeta(digest); ok {
-		d.hits++
-		s.opts.Metrics.cacheLookup("metadata", true)
-		img.Created, img.MediaType = unixNano(m.Created), m.MediaType
-		return img, nil, checked, nil
-	}
-	d.misses++
-	s.opts.Metrics.cacheLookup("metadata", false)
-	if body == nil {
-		if body, mediaType, _, err = d.manifest(ctx, "", digest); err != nil {
-			return Image{}, nil, checked, fmt.Errorf("manifest %s@%s: %w", tag, digest, err)
+		if imgDesc, err = remote.Get(d.repo.Digest(child), d.with(ctx)...); err != nil {
+			return Image{}, nil, fmt.Errorf("platform manifest %s: %w", child, remoteError(err))
+		}
+		if m, err = parseManifest(imgDesc.Manifest, child); err != nil {
+			return Image{}, nil, err
 		}
 	}
-	created, index, err := d.created(ctx, body, digest)
+	if m.Config == nil || m.Config.Digest == "" {
+		return Image{}, nil, badResponse("manifest %s has no config (schema 1 manifests are not supported)", imgDesc.Digest)
+	}
+	if m.Config.Size > maxConfigBytes {
+		return Image{}, nil, badResponse("config %s of %d bytes, more than %d", m.Config.Digest, m.Config.Size, maxConfigBytes)
+	}
+	img, err := imgDesc.Image()
 	if err != nil {
-		return Image{}, nil, checked, fmt.Errorf("%s@%s: %w", tag, digest, err)
+		return Image{}, nil, badResponse("manifest %s: %v", imgDesc.Digest, err)
 	}
-	img.Created, img.MediaType = created, mediaType
-	var c int64
-	if !created.IsZero() {
-		c = created.UnixNano()
+	cfg, err := img.RawConfigFile()
+	if err != nil {
+		return Image{}, nil, fmt.Errorf("config %s: %w", m.Config.Digest, remoteError(err))
 	}
-	return img, &metaRecord{key: s.metaKey(digest, index), Created: c, MediaType: mediaType}, checked, nil
+	var c struct {
+		Created *time.Time `json:"created"`
+	}
+	if err := json.Unmarshal(cfg, &c); err != nil {
+		return Image{}, nil, badResponse("config %s is not valid JSON", m.Config.Digest)
+	}
+	var created time.Time
+	var nano int64
+	if c.Created != nil {
+		created, nano = c.Created.UTC(), c.Created.UnixNano()
+	}
+	return Image{Digest: digest, Created: created, MediaType: mediaType},
+		&metaRecord{key: d.s.metaKey(digest, index), Created: nano, MediaType: mediaType}, nil
+}
+
+// manifestDoc is the union of an image manifest and an index, as far as we read them.
+type manifestDoc struct {
+	Config *struct {
+		Digest string `json:"digest"`
+		Size   int64  `json:"size"`
+	} `json:"config"`
+	Manifests []v1.Descriptor `json:"manifests"`
+}
+
+func parseManifest(body []byte, digest string) (manifestDoc, error) {
+	var m manifestDoc
+	if err := json.NewDecoder(bytes.NewReader(body)).Decode(&m); err != nil {
+		return m, badResponse("manifest %s is not valid JSON", digest)
+	}
+	return m, nil
+}
+
+// remoteError reduces an error from go-containerregistry's remote to the package's own:
+// ours from the transport underneath, a registry status (its code, not its free text), a
+// refused redirect, or a bad response; never a URL (a storage redirect's carries a
+// signature).
+func remoteError(err error) error {
+	var (
+		be *BudgetError
+		ae *attemptsError
+		se *StatusError
+		ne *netError
+		te *transport.Error
+		ue *url.Error
+	)
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &be):
+		return be
+	case errors.As(err, &ae):
+		return ae
+	case errors.As(err, &se):
+		return se
+	case errors.As(err, &ne):
+		return ne
+	case errors.Is(err, ErrBadResponse), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	case errors.As(err, &te):
+		return fromTransport(te)
+	case errors.As(err, &ue):
+		// What the HTTP client itself refused: a redirect to a private address, a loop,
+		// a scheme it cannot follow.
+		return &redirectError{msg: "redirect refused: " + ue.Err.Error()}
+	}
+	return badResponse("%v", err)
 }
 
 // metaKey is where a digest's metadata is cached: an index's build time is its platform
@@ -230,152 +441,41 @@ func unixNano(n int64) time.Time {
 	return time.Unix(0, n).UTC()
 }
 
-// manifestDoc is the union of an image manifest and an index, as far as we read them.
-type manifestDoc struct {
-	MediaType string `json:"mediaType"`
-	Config    *struct {
-		Digest string `json:"digest"`
-	} `json:"config"`
-	Manifests []v1.Descriptor `json:"manifests"`
+// progress reports a scan's described tags to Need.Progress and the metrics.
+type progress struct {
+	host    string
+	total   int
+	report  func(Progress)
+	metrics *Metrics
+
+	done, digests int // guarded by the describer's mu
 }
 
-// created reads the build time from a manifest or index body; index reports that it was
-// an index (whose build time is Options.Platform's image's).
-func (d *describer) created(ctx context.Context, body []byte, digest string) (_ time.Time, index bool, err error) {
-	var m manifestDoc
-	if err := json.Unmarshal(body, &m); err != nil {
-		return time.Time{}, false, badResponse("manifest is not valid JSON")
+func (p *progress) start() {
+	p.metrics.progress(p.host, 0, p.total)
+	if p.report != nil {
+		p.report(Progress{Total: p.total})
 	}
-	index = m.Config == nil && len(m.Manifests) > 0
-	t, err := d.configCreated(ctx, m, digest)
-	return t, index, err
 }
 
-func (d *describer) configCreated(ctx context.Context, m manifestDoc, digest string) (time.Time, error) {
-	if m.Config == nil && len(m.Manifests) > 0 { // an index: the configured platform's image
-		child := ""
-		for _, desc := range m.Manifests {
-			if desc.Platform != nil && desc.Platform.Satisfies(d.s.opts.Platform) {
-				child = desc.Digest.String()
-				break
-			}
-		}
-		if child == "" {
-			return time.Time{}, fmt.Errorf("%w: index has no %s image", ErrNotFound, d.s.platform)
-		}
-		cb, _, _, err := d.manifest(ctx, "", child)
-		if err != nil {
-			return time.Time{}, fmt.Errorf("platform manifest %s: %w", child, err)
-		}
-		m = manifestDoc{}
-		if err := json.Unmarshal(cb, &m); err != nil {
-			return time.Time{}, badResponse("platform manifest %s is not valid JSON", child)
-		}
-		digest = child
-	}
-	if m.Config == nil || m.Config.Digest == "" {
-		return time.Time{}, badResponse("manifest %s has no config (schema 1 manifests are not supported)", digest)
-	}
-	cfg, err := d.get(ctx, "blobs", m.Config.Digest, "", maxConfigBytes)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("config %s: %w", m.Config.Digest, err)
-	}
-	var c struct {
-		Created *time.Time `json:"created"`
-	}
-	if err := json.Unmarshal(cfg.body, &c); err != nil {
-		return time.Time{}, badResponse("config %s is not valid JSON", m.Config.Digest)
-	}
-	if c.Created == nil {
-		return time.Time{}, nil
-	}
-	return c.Created.UTC(), nil
+func (p *progress) add(n int) {
+	p.done += n
+	p.metrics.progress(p.host, n, -n)
+	p.tell()
 }
 
-// head returns a tag's digest from the Docker-Content-Digest of a HEAD (or, when the
-// registry does not send it, of a GET).
-func (d *describer) head(ctx context.Context, tag string) (string, error) {
-	r, err := d.do(ctx, http.MethodHead, "manifests", tag, manifestAccept, 0)
-	if err != nil {
-		return "", err
-	}
-	if h := r.header.Get("Docker-Content-Digest"); h != "" {
-		if _, err := v1.NewHash(h); err != nil {
-			return "", badResponse("invalid Docker-Content-Digest")
-		}
-		return h, nil
-	}
-	_, _, digest, err := d.manifest(ctx, tag, "")
-	return digest, err
+func (p *progress) found(n int) {
+	p.digests += n
+	p.tell()
 }
 
-// manifest GETs a manifest by tag or by digest, checks its digest and returns its body,
-// media type and digest.
-func (d *describer) manifest(ctx context.Context, tag, digest string) ([]byte, string, string, error) {
-	ref := tag
-	if digest != "" {
-		ref = digest
+func (p *progress) tell() {
+	if p.report != nil {
+		p.report(Progress{Described: p.done, Total: p.total, Digests: p.digests})
 	}
-	r, err := d.get(ctx, "manifests", ref, digest, maxManifestBytes)
-	if err != nil {
-		return nil, "", "", err
-	}
-	got := r.digest
-	if h := r.header.Get("Docker-Content-Digest"); h != "" && h != got {
-		return nil, "", "", badResponse("manifest digest %s does not match Docker-Content-Digest %s", got, h)
-	}
-	return r.body, r.header.Get("Content-Type"), got, nil
 }
 
-type fetched struct {
-	body   []byte
-	digest string
-	header http.Header
-}
-
-// get GETs /v2/REPO/KIND/REF and checks the content against want (a digest, "" for none).
-func (d *describer) get(ctx context.Context, kind, ref, want string, limit int64) (*fetched, error) {
-	accept := manifestAccept
-	if kind == "blobs" {
-		accept = "*/*"
-		want = ref
-	}
-	return d.do(ctx, http.MethodGet, kind, ref, accept, limit, want)
-}
-
-func (d *describer) do(ctx context.Context, method, kind, ref, accept string, limit int64, want ...string) (*fetched, error) {
-	u := &url.URL{Scheme: d.repo.Scheme(), Host: d.repo.RegistryStr(), Path: "/v2/" + d.repo.RepositoryStr() + "/" + kind + "/" + ref}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", accept)
-	resp, err := d.rt.RoundTrip(req)
-	if err != nil {
-		return nil, cleanAuthError(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, statusError(resp)
-	}
-	f := &fetched{header: resp.Header}
-	if method == http.MethodHead {
-		return f, nil
-	}
-	h := sha256.New()
-	f.body, err = io.ReadAll(io.TeeReader(io.LimitReader(resp.Body, limit+1), h))
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, cleanNetError(err, d.s.opts.RequestTimeout)
-	}
-	if int64(len(f.body)) > limit {
-		return nil, badResponse("%s %s larger than %d bytes", kind, ref, limit)
-	}
-	f.digest = "sha256:" + hex.EncodeToString(h.Sum(nil))
-	if len(want) > 0 && want[0] != "" && want[0] != f.digest {
-		return nil, badResponse("content of %s has digest %s", want[0], f.digest)
-	}
-	return f, nil
+// end takes what was left undescribed off the pending gauge.
+func (p *progress) end() {
+	p.metrics.progress(p.host, 0, -(p.total - p.done))
 }

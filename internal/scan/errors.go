@@ -29,6 +29,10 @@ var (
 	// ErrTagCap: the repository lists more tags than Options.TagCap. The listing is partial,
 	// so it is not used; raise the cap for this repository.
 	ErrTagCap = errors.New("tag cap reached")
+	// ErrPullBudget: the registry's announced pull budget (Docker Hub's RateLimit-Remaining)
+	// is down to the reserve, so manifest GETs to it wait; the error is a *BudgetError and
+	// also wraps ErrRateLimited.
+	ErrPullBudget = errors.New("pull budget paused")
 )
 
 // StatusError is an HTTP status from a registry that the scanner gave up on.
@@ -69,6 +73,10 @@ func (e *StatusError) Is(target error) bool {
 // RetryAfter returns the wait a registry asked for in err (429 or 503 with Retry-After),
 // if any.
 func RetryAfter(err error) (time.Duration, bool) {
+	var be *BudgetError
+	if errors.As(err, &be) {
+		return max(time.Until(be.Until), time.Millisecond), true
+	}
 	var se *StatusError
 	if errors.As(err, &se) && se.RetryAfter > 0 {
 		return se.RetryAfter, true
@@ -111,12 +119,26 @@ func fromTransport(err error) error {
 // permanent reports whether err is about one tag's content and will not heal by retrying
 // soon: such a tag is reported in Result.TagErrors and the scan goes on.
 func permanent(err error) bool {
+	var re *redirectError
+	if errors.As(err, &re) {
+		return false // the registry's redirects, not the tag, are broken
+	}
 	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrBadResponse)
 }
+
+// redirectError is a redirect the client refused or gave up on (to a private address
+// from a public registry, a loop, too many hops): a fault of the registry, not of one tag,
+// so it fails the scan.
+type redirectError struct{ msg string }
+
+func (e *redirectError) Error() string        { return e.msg }
+func (e *redirectError) Is(target error) bool { return target == ErrBadResponse }
 
 // reason is a failure's metric label.
 func reason(err error) string {
 	switch {
+	case errors.Is(err, ErrPullBudget):
+		return "pull_budget"
 	case errors.Is(err, ErrRateLimited):
 		return "rate_limited"
 	case errors.Is(err, ErrUnauthorized):

@@ -23,6 +23,12 @@ type Metrics struct {
 	failing      prometheus.Gauge
 	queued       prometheus.Gauge
 	webhooks     *prometheus.CounterVec // format, result
+	pulls        *prometheus.CounterVec // registry
+	budgetLeft   *prometheus.GaugeVec   // registry
+	budgetLimit  *prometheus.GaugeVec   // registry
+	budgetPauses *prometheus.CounterVec // registry
+	described    *prometheus.CounterVec // registry
+	pending      *prometheus.GaugeVec   // registry
 }
 
 // NewMetrics creates the collectors and registers them on reg (not on the global registry).
@@ -59,9 +65,22 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "webhooks_total", Help: "Webhook deliveries by format and result (accepted, unauthorized, invalid)."},
 			[]string{"format", "result"}),
+		pulls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "pulls_total", Help: "Manifest GETs answered 200: what Docker Hub counts as pulls (HEADs and blob GETs are not)."}, []string{"registry"}),
+		budgetLeft: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "pull_budget_remaining", Help: "Pulls left in the registry's window, as its RateLimit-Remaining last said."}, []string{"registry"}),
+		budgetLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "pull_budget_limit", Help: "Pulls per window, as the registry's RateLimit-Limit last said."}, []string{"registry"}),
+		budgetPauses: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "pull_budget_pauses_total", Help: "Manifest GETs held back because the registry's pull budget was down to the reserve."}, []string{"registry"}),
+		described: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "tags_described_total", Help: "Tags whose digest and metadata a scan completed (from the cache or the registry)."}, []string{"registry"}),
+		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "tags_pending", Help: "Tags the running scans still have to describe."}, []string{"registry"}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.tagsListed, m.tagCapHits, m.cache, m.rlWaits,
-		m.rlWaitSecs, m.rlThrottled, m.rlRate, m.scanDuration, m.failures, m.failing, m.queued, m.webhooks} {
+		m.rlWaitSecs, m.rlThrottled, m.rlRate, m.scanDuration, m.failures, m.failing, m.queued, m.webhooks,
+		m.pulls, m.budgetLeft, m.budgetLimit, m.budgetPauses, m.described, m.pending} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -137,5 +156,38 @@ func (m *Metrics) setFailing(n int) {
 func (m *Metrics) setWatched(n int) {
 	if m != nil {
 		m.queued.Set(float64(n))
+	}
+}
+
+func (m *Metrics) pull(host string) {
+	if m != nil {
+		m.pulls.WithLabelValues(host).Inc()
+	}
+}
+
+func (m *Metrics) budget(host string, remaining, limit int) {
+	if m != nil {
+		m.budgetLeft.WithLabelValues(host).Set(float64(remaining))
+		m.budgetLimit.WithLabelValues(host).Set(float64(limit))
+	}
+}
+
+func (m *Metrics) budgetPause(host string) {
+	if m != nil {
+		m.budgetPauses.WithLabelValues(host).Inc()
+	}
+}
+
+// progress moves a running scan's counts: described tags done, pending added (negative
+// when they are done or the scan ends).
+func (m *Metrics) progress(host string, described, pending int) {
+	if m == nil {
+		return
+	}
+	if described > 0 {
+		m.described.WithLabelValues(host).Add(float64(described))
+	}
+	if pending != 0 {
+		m.pending.WithLabelValues(host).Add(float64(pending))
 	}
 }

@@ -57,7 +57,8 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	// Every request the proxy answered 200 is counted (its https ping attempt fails before).
-	if got, want := value(t, reg, "imagebot_scan_requests_total", map[string]string{"registry": h, "method": "GET", "status": "200"}),
+	if got, want := value(t, reg, "imagebot_scan_requests_total", map[string]string{"registry": h, "method": "GET", "status": "200"})+
+		value(t, reg, "imagebot_scan_requests_total", map[string]string{"registry": h, "method": "HEAD", "status": "200"}),
 		float64(countStatus(proxy, 200)); got != want {
 		t.Errorf("200 requests counted %v, proxy saw %v", got, want)
 	}

@@ -99,9 +99,10 @@ func TestScanDescribesOnlyWhatThePolicyNeeds(t *testing.T) {
 	if img := res.Images["develop-v1.1.0"]; img.Digest != d2.String() || !img.Created.Equal(base.Add(time.Hour)) {
 		t.Errorf("develop-v1.1.0 = %+v, want index %s at %s", img, d2, base.Add(time.Hour))
 	}
-	// ping, list, 2×(manifest, config), +1 platform manifest for the index.
-	if res.Requests > 9 || res.MetaMiss != 2 {
-		t.Errorf("cold scan: %d requests, %d metadata misses; want ≤ 9 and 2", res.Requests, res.MetaMiss)
+	// ping (https, then http), list, 2×(HEAD, manifest by digest, config), +1 platform
+	// manifest for the index; pulls: the 2 manifests and the platform's.
+	if res.Requests > 10 || res.MetaMiss != 2 || res.Pulls != 3 {
+		t.Errorf("cold scan: %d requests, %d pulls, %d metadata misses; want ≤ 10, 3 and 2", res.Requests, res.Pulls, res.MetaMiss)
 	}
 	sel, err := pol.Select(res.Candidates(), policy.Candidate{Tag: "develop-v1.0.0"}, time.Now())
 	if err != nil || sel.Tag != "develop-v1.1.0" {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -83,6 +85,10 @@ type Options struct {
 	DigestRecheck time.Duration
 	// SessionTTL is how long an authenticated session (the /v2/ ping and token) is reused.
 	SessionTTL time.Duration
+	// PullReserve is the share of a registry's announced pull budget (Docker Hub's
+	// RateLimit-Limit) left unspent for the cluster's own image pulls (default
+	// DefaultPullReserve; negative: none).
+	PullReserve float64
 }
 
 // Need says what a scan must find out beyond the list of tags.
@@ -100,6 +106,9 @@ type Need struct {
 	Track []string
 	// TagCap overrides Options.TagCap for this repository.
 	TagCap int
+	// Progress, when set, is told how far the scan has got in describing the tags it
+	// selected, from the scanning goroutines (with the scan's lock held: return quickly).
+	Progress func(Progress)
 }
 
 // Image is what the scanner knows of one tag.
@@ -121,9 +130,12 @@ type Result struct {
 	// stay in Tags without an Image.
 	TagErrors map[string]error
 	ListedAt  time.Time
-	// Requests is the number of HTTP requests the scan made, auth included; Waited the time
-	// it spent waiting for rate limits; MetaHits and MetaMisses its metadata cache lookups.
+	// Requests is the number of HTTP requests the scan made, auth and redirects included;
+	// Pulls its manifest GETs (what Docker Hub counts against a pull budget); Waited the
+	// time it spent waiting for rate limits and pull budgets; MetaHits and MetaMisses its
+	// metadata cache lookups, per tag.
 	Requests           int
+	Pulls              int
 	Waited             time.Duration
 	MetaHits, MetaMiss int
 }
@@ -181,6 +193,9 @@ func New(opts Options) *Scanner {
 		opts.SessionTTL = DefaultSessionTTL
 	}
 	opts.Retry = opts.Retry.withDefaults()
+	if opts.PullReserve == 0 {
+		opts.PullReserve = DefaultPullReserve
+	}
 	inner := opts.Transport
 	if inner == nil {
 		inner = http.DefaultTransport.(*http.Transport).Clone()
@@ -198,7 +213,7 @@ func New(opts Options) *Scanner {
 		opts:     opts,
 		platform: opts.Platform.String(),
 		sessions: map[string]session{},
-		base: &retrying{inner: inner, limits: newLimiters(opts.Limit, hostLimits), retry: opts.Retry,
+		base: &retrying{inner: inner, limits: newLimiters(opts.Limit, hostLimits), budgets: newBudgets(opts.PullReserve), retry: opts.Retry,
 			timeout: opts.RequestTimeout, maxWait: opts.MaxRetryAfter, metrics: opts.Metrics},
 	}
 	if opts.Cache != nil {
@@ -230,6 +245,7 @@ func (s *Scanner) Scan(ctx context.Context, repo name.Repository, need Need) (*R
 		return nil, fmt.Errorf("scan %s: %w", repo.Name(), err)
 	}
 	res.Requests = int(st.requests.Load())
+	res.Pulls = int(st.pulls.Load())
 	res.Waited = time.Duration(st.waited.Load())
 	return res, nil
 }
@@ -251,6 +267,8 @@ func (s *Scanner) scan(ctx context.Context, repo name.Repository, need Need) (*R
 	}
 	rec, metas, err := s.describeAll(ctx, rt, repo, need, prev, res)
 	if err != nil {
+		// What was described stays: the next scan (after a restart too) goes on from there.
+		_ = s.store.commit(key, rec, metas)
 		return nil, err
 	}
 	if prev != nil && slices.Equal(prev.Tags, rec.Tags) && sameDigests(prev.Digests, rec.Digests) {
@@ -334,6 +352,16 @@ func cleanAuthError(err error) error {
 	var te *transport.Error
 	if errors.As(err, &te) {
 		return fromTransport(err)
+	}
+	// The token service's answer was not a token; go-containerregistry's own errors would
+	// repeat the body, which may hold anything.
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn), errors.As(err, &typ):
+		return badResponse("token response is not JSON")
+	case strings.HasPrefix(err.Error(), "no token in bearer response"):
+		return badResponse("token response has no token")
 	}
 	return err
 }

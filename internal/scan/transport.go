@@ -3,11 +3,13 @@ package scan
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -46,6 +48,7 @@ func (r Retry) backoff(try int) time.Duration {
 // stats counts one scan's requests; it travels in the request context.
 type stats struct {
 	requests atomic.Int64
+	pulls    atomic.Int64 // manifest GETs answered 200: what Docker Hub counts
 	waited   atomic.Int64 // nanoseconds spent waiting for the rate limiter
 }
 
@@ -66,6 +69,7 @@ func statsFrom(ctx context.Context) *stats {
 type retrying struct {
 	inner   http.RoundTripper
 	limits  *limiters
+	budgets *budgets
 	retry   Retry
 	timeout time.Duration // per attempt, body included
 	maxWait time.Duration // longest Retry-After waited inline
@@ -77,6 +81,13 @@ func (t *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 	host := req.URL.Host
 	lim := t.limits.get(host)
 	st := statsFrom(ctx)
+	if redirects(req) > maxRedirects {
+		// go-containerregistry's redirect policy refuses private addresses but sets no
+		// limit on hops: a registry redirecting in a loop would hold the scan to its end.
+		return nil, &redirectError{msg: fmt.Sprintf("redirect refused: stopped after %d redirects", maxRedirects)}
+	}
+	pull := isPull(req)
+	budget := t.budgets.get(host)
 	var last error
 	for try := 0; try < t.retry.Attempts; try++ {
 		if try > 0 {
@@ -109,11 +120,20 @@ func (t *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 				return nil, err
 			}
 		}
+		if pull {
+			if err := t.waitBudget(ctx, budget, req); err != nil {
+				cancel()
+				return nil, err
+			}
+		}
 		if st != nil {
 			st.requests.Add(1)
 		}
 		resp, err := t.inner.RoundTrip(out)
 		if err != nil {
+			if pull {
+				budget.done()
+			}
 			cancel()
 			t.metrics.request(host, req.Method, "error")
 			if ctx.Err() != nil {
@@ -126,11 +146,21 @@ func (t *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 			continue
 		}
 		t.metrics.request(host, req.Method, strconv.Itoa(resp.StatusCode))
+		budget.observe(resp.Header, time.Now())
+		if pull {
+			budget.done()
+		}
+		if remaining, limit, ok := budget.state(); ok {
+			t.metrics.budget(host, remaining, limit)
+		}
 		switch {
 		case resp.StatusCode == http.StatusTooManyRequests:
 			ra := retryAfter(resp.Header.Get("Retry-After"), time.Now())
 			drain(resp)
 			cancel()
+			if pull {
+				budget.refused(ra, time.Now())
+			}
 			lim.throttle()
 			t.metrics.throttled(host, lim.current())
 			last = &StatusError{StatusCode: resp.StatusCode, RetryAfter: ra}
@@ -152,6 +182,20 @@ func (t *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 			continue
 		}
 		lim.recover()
+		if pull && resp.StatusCode == http.StatusOK {
+			t.metrics.pull(host)
+			if st != nil {
+				st.pulls.Add(1)
+			}
+		}
+		if strings.Contains(req.URL.Path, "/manifests/") && resp.StatusCode == http.StatusOK && req.Method == http.MethodGet {
+			if resp.ContentLength > maxManifestBytes {
+				drain(resp)
+				cancel()
+				return nil, badResponse("manifest of %d bytes, more than %d", resp.ContentLength, maxManifestBytes)
+			}
+			resp.Body = &limitBody{ReadCloser: resp.Body, left: maxManifestBytes}
+		}
 		resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
 		return resp, nil
 	}
@@ -159,6 +203,86 @@ func (t *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 		last = ErrUnavailable
 	}
 	return nil, &attemptsError{attempts: t.retry.Attempts, last: last}
+}
+
+// maxRedirects is how many redirects one request may follow (net/http's own default).
+const maxRedirects = 10
+
+// redirects counts the redirects that led to req (the client links each redirected request
+// to the response that caused it).
+func redirects(req *http.Request) int {
+	n := 0
+	for r := req; r.Response != nil && r.Response.Request != nil && n <= maxRedirects; r = r.Response.Request {
+		n++
+	}
+	return n
+}
+
+// waitBudget returns when the host's pull budget allows a pull: at once, after pauses of
+// at most maxWait each, or with a *BudgetError for a longer one (the scheduler comes back
+// then). When a pause ends, a HEAD of the same manifest (not a pull) asks the registry
+// what the window gave back before any pull is spent.
+func (t *retrying) waitBudget(ctx context.Context, b *pullBudget, req *http.Request) error {
+	host := req.URL.Host
+	for {
+		probe, err := b.take(host, time.Now())
+		if err == nil && !probe {
+			return nil
+		}
+		if probe {
+			if !t.probe(ctx, req) {
+				b.forget() // no word on the budget: pull, and learn from the answer
+			}
+			continue // observe either freed the budget or paused it
+		}
+		t.metrics.budgetPause(host)
+		d, _ := RetryAfter(err)
+		if d > t.maxWait {
+			return err
+		}
+		if st := statsFrom(ctx); st != nil {
+			st.waited.Add(int64(d))
+		}
+		if err := sleep(ctx, d); err != nil {
+			return err
+		}
+	}
+}
+
+// probe HEADs req's manifest (Docker Hub answers a HEAD with the budget headers and does
+// not count it) and reports whether the answer said what the budget is.
+func (t *retrying) probe(ctx context.Context, req *http.Request) bool {
+	head := req.Clone(ctx)
+	head.Method, head.Body, head.GetBody, head.ContentLength = http.MethodHead, nil, nil, 0
+	resp, err := t.RoundTrip(head)
+	if err != nil {
+		return false
+	}
+	drain(resp)
+	_, _, ok := parseRateLimit(resp.Header.Get("RateLimit-Remaining"))
+	return ok
+}
+
+// limitBody fails a read past its limit (a manifest larger than any real one).
+type limitBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (b *limitBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		var one [1]byte
+		if n, _ := b.ReadCloser.Read(one[:]); n > 0 {
+			return 0, badResponse("manifest larger than %d bytes", maxManifestBytes)
+		}
+		return b.ReadCloser.Read(p)
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	return n, err
 }
 
 // transient reports whether a transport error is worth another try: timeouts, resets,

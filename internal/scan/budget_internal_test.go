@@ -1,0 +1,95 @@
+package scan
+
+import (
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+)
+
+func TestParseRateLimit(t *testing.T) {
+	for _, tc := range []struct {
+		in     string
+		n      int
+		window time.Duration
+		ok     bool
+	}{
+		{"100;w=21600", 100, 6 * time.Hour, true},
+		{"76;w=21600", 76, 6 * time.Hour, true},
+		{" 5 ; w=60 ", 5, time.Minute, true},
+		{"42", 42, 0, true},
+		{"", 0, 0, false},
+		{"many;w=60", 0, 0, false},
+		{"-1;w=60", 0, 0, false},
+		{"5;w=forever", 5, 0, true},
+	} {
+		n, w, ok := parseRateLimit(tc.in)
+		if n != tc.n || w != tc.window || ok != tc.ok {
+			t.Errorf("parseRateLimit(%q) = %d, %s, %v; want %d, %s, %v", tc.in, n, w, ok, tc.n, tc.window, tc.ok)
+		}
+	}
+}
+
+func budgetHeader(limit, remaining int) http.Header {
+	h := http.Header{}
+	h.Set("RateLimit-Limit", itoa(limit)+";w=100")
+	h.Set("RateLimit-Remaining", itoa(remaining)+";w=100")
+	return h
+}
+
+func itoa(n int) string { return string(rune('0'+n/100%10)) + string(rune('0'+n/10%10)) + string(rune('0'+n%10)) }
+
+// TestPullBudgetStates walks one host's budget: pulls while above the reserve, a pause of
+// the window's share per missing pull when it is reached, a probe when the pause ends, the
+// pulls in flight counted against what remains, and a 429's Retry-After.
+func TestPullBudgetStates(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	b := &pullBudget{reserve: 0.2} // of 10: keep 2
+	if probe, err := b.take("hub", now); probe || err != nil {
+		t.Fatalf("unknown budget: probe %v, %v; want a pull", probe, err)
+	}
+	b.observe(budgetHeader(10, 4), now)
+	b.done()
+	// 4 left, keep 2: two pulls may be in flight, not a third.
+	for i := range 2 {
+		if probe, err := b.take("hub", now); probe || err != nil {
+			t.Fatalf("4 left, %d in flight: %v, %v", i, probe, err)
+		}
+	}
+	if _, err := b.take("hub", now); !errors.Is(err, ErrPullBudget) {
+		t.Fatalf("4 left, 2 in flight, keep 2: %v; want a short wait for their answers", err)
+	}
+	b.observe(budgetHeader(10, 3), now)
+	b.done()
+	b.observe(budgetHeader(10, 2), now)
+	b.done()
+	// At the reserve: paused for one pull's share of the window (100s / 10).
+	_, err := b.take("hub", now)
+	var be *BudgetError
+	if !errors.As(err, &be) || !be.Until.Equal(now.Add(10*time.Second)) || be.Remaining != 2 || be.Limit != 10 {
+		t.Fatalf("at the reserve: %v (%+v)", err, be)
+	}
+	// The pause over, the last word still low: ask first.
+	if probe, err := b.take("hub", now.Add(11*time.Second)); !probe || err != nil {
+		t.Fatalf("after the pause: probe %v, %v; want a probe", probe, err)
+	}
+	b.observe(budgetHeader(10, 9), now.Add(11*time.Second))
+	if probe, err := b.take("hub", now.Add(11*time.Second)); probe || err != nil {
+		t.Fatalf("9 left after the probe: %v, %v", probe, err)
+	}
+	b.done()
+	// A 429 (someone else spent it) pauses for its Retry-After.
+	b.refused(30*time.Second, now.Add(12*time.Second))
+	if _, err := b.take("hub", now.Add(41*time.Second)); !errors.As(err, &be) || !be.Until.Equal(now.Add(42*time.Second)) {
+		t.Fatalf("after a 429: %v", err)
+	}
+	if d, ok := RetryAfter(be); !ok || d <= 0 {
+		t.Errorf("RetryAfter(%v) = %v, %v", be, d, ok)
+	}
+	// No reserve: pulls down to the last one.
+	b = &pullBudget{reserve: 0}
+	b.observe(budgetHeader(10, 1), now)
+	if probe, err := b.take("hub", now); probe || err != nil {
+		t.Fatalf("no reserve, 1 left: %v, %v", probe, err)
+	}
+}

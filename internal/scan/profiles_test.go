@@ -1,0 +1,376 @@
+package scan_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"imagebot.dev/imagebot/internal/policy"
+	"imagebot.dev/imagebot/internal/scan"
+	"imagebot.dev/imagebot/internal/testenv"
+)
+
+// startProfile starts a production-like registry for the test.
+func startProfile(t testing.TB, opts testenv.ProfileOptions) *testenv.ProfileRegistry {
+	t.Helper()
+	p, err := testenv.StartProfileRegistry(ctxT(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// profileKeychain gives the profile's current credentials for its host, anonymous elsewhere.
+type profileKeychain struct{ p *testenv.ProfileRegistry }
+
+func (k profileKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
+	if r.RegistryStr() != k.p.Host {
+		return authn.Anonymous, nil
+	}
+	return &authn.Basic{Username: k.p.Username, Password: k.p.Password()}, nil
+}
+
+// pick scans repo for spec and returns the tag the policy selects, with the result.
+func pick(t *testing.T, sc *scan.Scanner, repo name.Repository, spec, current string) (string, *scan.Result) {
+	t.Helper()
+	pol, err := policy.Parse(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := sc.Scan(ctxT(t), repo, scan.Need{Match: pol.Match, BuildTime: pol.NeedsBuildTime(), Digest: true})
+	if err != nil {
+		t.Fatalf("scan %s for %s: %v", repo, spec, err)
+	}
+	sel, err := pol.Select(res.Candidates(), policy.Candidate{Tag: current}, time.Now())
+	if err != nil {
+		t.Fatalf("select %s: %v", spec, err)
+	}
+	return sel.Tag, res
+}
+
+// TestProfiles scans each production-like registry the way users' policies do: the seed's
+// glob:develop-v* (newest build wins, so every config blob is fetched through the CDN
+// redirect) and a semver range, cold and warm.
+func TestProfiles(t *testing.T) {
+	for _, prof := range []testenv.Profile{testenv.ProfileDockerHub, testenv.ProfileGHCR, testenv.ProfileQuay, testenv.ProfileECR} {
+		t.Run(string(prof), func(t *testing.T) {
+			p := startProfile(t, testenv.ProfileOptions{Profile: prof, Private: []string{"team/private"}})
+			ctx := ctxT(t)
+			// develop-v1.0.1 was built last: build-time order picks it, not the highest version.
+			builds := map[string]time.Duration{"develop-v1.0.0": 0, "develop-v1.1.0": time.Hour, "develop-v1.0.1": 2 * time.Hour,
+				"1.2.0": 0, "1.10.0": time.Hour, "1.9.9": 2 * time.Hour}
+			for _, repo := range []string{"team/app", "team/private"} {
+				for tag, d := range builds {
+					if _, err := p.Push(ctx, repo, tag, testenv.ImageSpec{Created: base.Add(d)}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			// Quay pages tag lists by 50: 120 more tags make three pages.
+			dg, err := p.Push(ctx, "team/app", "filler-000", testenv.ImageSpec{Created: base})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 1; i < 120; i++ {
+				if err := p.Tag(ctx, "team/app", dg, fmt.Sprintf("filler-%03d", i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sc := scan.New(scan.Options{Keychain: profileKeychain{p}})
+			for _, path := range []string{"team/app", "team/private"} {
+				repo := repoOf(t, p.Host, path)
+				p.ResetCounts()
+				got, res := pick(t, sc, repo, "glob:develop-v*", "develop-v1.0.0")
+				if got != "develop-v1.0.1" {
+					t.Errorf("%s glob:develop-v*: picked %s, want develop-v1.0.1 (built last)", path, got)
+				}
+				if len(res.Tags) != 126 && path == "team/app" {
+					t.Errorf("%s: listed %d tags, want 126", path, len(res.Tags))
+				}
+				c := p.Counts()
+				if c.CDNWithAuthorization != 0 || c.CDNRefused != 0 {
+					t.Errorf("%s: the CDN saw %d requests with Authorization, refused %d", path, c.CDNWithAuthorization, c.CDNRefused)
+				}
+				if c.CDNGETs != 3 || c.BlobGETs != 3 {
+					t.Errorf("%s: %d config blob GETs, %d CDN GETs; want 3 and 3 (one config per image, through the redirect)", path, c.BlobGETs, c.CDNGETs)
+				}
+				if c.Pulls != 3 || res.Pulls != c.Pulls || c.ManifestHEADs != 3 {
+					t.Errorf("%s: the registry counted %d pulls and %d HEADs, the scanner %d pulls; want 3 pulls (one per image), 3 HEADs", path, c.Pulls, c.ManifestHEADs, res.Pulls)
+				}
+				if c.RateLimited != 0 {
+					t.Errorf("%s: %d 429s", path, c.RateLimited)
+				}
+
+				// semver needs no build time: HEADs for digests, no pull, no blob.
+				p.ResetCounts()
+				got, _ = pick(t, sc, repo, "semver:~1", "1.2.0")
+				if got != "1.10.0" {
+					t.Errorf("%s semver:~1: picked %s, want 1.10.0", path, got)
+				}
+				if c := p.Counts(); c.Pulls != 0 || c.BlobGETs != 0 || c.ManifestHEADs != 3 {
+					t.Errorf("%s semver: %d pulls, %d blob GETs, %d HEADs; want 0, 0, 3", path, c.Pulls, c.BlobGETs, c.ManifestHEADs)
+				}
+
+				// Warm: the listing only.
+				p.ResetCounts()
+				if got, _ := pick(t, sc, repo, "glob:develop-v*", "develop-v1.0.0"); got != "develop-v1.0.1" {
+					t.Errorf("%s warm: picked %s", path, got)
+				}
+				if c := p.Counts(); c.ManifestGETs+c.ManifestHEADs+c.BlobGETs+c.CDNGETs != 0 || c.TagListGETs == 0 {
+					t.Errorf("%s warm scan: %+v; want tag listings only", path, c)
+				}
+			}
+		})
+	}
+}
+
+// TestProfileAnonymousPrivate: an anonymous scan of a private repository fails as
+// unauthorized, naming the repository; the public one beside it scans.
+func TestProfileAnonymousPrivate(t *testing.T) {
+	p := startProfile(t, testenv.ProfileOptions{Profile: testenv.ProfileDockerHub, Private: []string{"team/private"}})
+	for _, repo := range []string{"team/app", "team/private"} {
+		if _, err := p.Push(ctxT(t), repo, "v1", testenv.ImageSpec{Created: base}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sc := scan.New(scan.Options{})
+	need := scan.Need{Match: func(string) bool { return true }, BuildTime: true}
+	_, err := sc.Scan(ctxT(t), repoOf(t, p.Host, "team/private"), need)
+	if !errors.Is(err, scan.ErrUnauthorized) || !strings.Contains(err.Error(), p.Host+"/team/private") {
+		t.Errorf("anonymous scan of a private repository: %v; want unauthorized, naming it", err)
+	}
+	if _, err := sc.Scan(ctxT(t), repoOf(t, p.Host, "team/app"), need); err != nil {
+		t.Errorf("public repository: %v", err)
+	}
+}
+
+// TestProfileECRPasswordExpiry: when ECR's password expires the scan fails as unauthorized,
+// and the next scan, with the rotated password, works (the session is not kept).
+func TestProfileECRPasswordExpiry(t *testing.T) {
+	p := startProfile(t, testenv.ProfileOptions{Profile: testenv.ProfileECR, PasswordTTL: time.Second})
+	if _, err := p.Push(ctxT(t), "team/app", "v1", testenv.ImageSpec{Created: base}); err != nil {
+		t.Fatal(err)
+	}
+	sc := scan.New(scan.Options{Keychain: profileKeychain{p}})
+	repo := repoOf(t, p.Host, "team/app")
+	need := scan.Need{Match: func(string) bool { return true }, BuildTime: true}
+	if _, err := sc.Scan(ctxT(t), repo, need); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1200 * time.Millisecond)
+	p.RotatePassword()
+	if _, err := sc.Scan(ctxT(t), repo, need); !errors.Is(err, scan.ErrUnauthorized) {
+		t.Errorf("scan with the expired password in its session: %v, want unauthorized", err)
+	}
+	res, err := sc.Scan(ctxT(t), repo, need)
+	if err != nil || res.Images["v1"].Created.IsZero() {
+		t.Errorf("scan after the rotation: %v, %+v", err, res)
+	}
+}
+
+// pushBig fills repo with images distinct images, each under tagsPer tags, built an hour
+// apart; the newest is "img-(images-1)-t0".
+func pushBig(t testing.TB, p *testenv.ProfileRegistry, repo string, images, tagsPer int) {
+	t.Helper()
+	for i := range images {
+		d, err := p.Push(ctxT(t), repo, fmt.Sprintf("img-%03d-t0", i), testenv.ImageSpec{Created: base.Add(time.Duration(i) * time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := 1; j < tagsPer; j++ {
+			if err := p.Tag(ctxT(t), repo, d, fmt.Sprintf("img-%03d-t%d", i, j)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// TestBigRepository: glob:* on 900 tags of 300 images (Flux v1's default policy) gets its
+// decision with at most one manifest GET per distinct image, and a second scan makes none.
+// The rate limit is raised from the default 10/s (at which the 1,501 requests of this cold
+// scan take about 150 s; docs/benchmarks.md has that run) to keep the test short.
+func TestBigRepository(t *testing.T) {
+	p := startProfile(t, testenv.ProfileOptions{Profile: testenv.ProfileDockerHub, PullBudget: 1000})
+	pushBig(t, p, "library/big", 300, 3)
+	cache, err := scan.OpenCache(t.TempDir(), scan.CacheOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	var mu sync.Mutex
+	var seen []scan.Progress
+	sc := scan.New(scan.Options{Cache: cache, Limit: scan.Limit{RPS: 2000, Burst: 200}})
+	pol, _ := policy.Parse("glob:*")
+	need := scan.Need{Match: pol.Match, BuildTime: true, Progress: func(pr scan.Progress) {
+		mu.Lock()
+		seen = append(seen, pr)
+		mu.Unlock()
+	}}
+	repo := repoOf(t, p.Host, "library/big")
+	p.ResetCounts()
+	res, err := sc.Scan(ctxT(t), repo, need)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel, err := pol.Select(res.Candidates(), policy.Candidate{Tag: "img-000-t0"}, time.Now())
+	if err != nil || !strings.HasPrefix(sel.Tag, "img-299-") {
+		t.Errorf("Select = %+v, %v; want a tag of img-299 (built last)", sel, err)
+	}
+	c := p.Counts()
+	if c.ManifestGETs > 300 || c.Pulls > 300 || c.ManifestHEADs != 900 || c.CDNGETs != 300 {
+		t.Errorf("cold scan: %d manifest GETs (%d pulls), %d HEADs, %d config blobs; want ≤ 300, 900 HEADs, 300 blobs", c.ManifestGETs, c.Pulls, c.ManifestHEADs, c.CDNGETs)
+	}
+	mu.Lock()
+	last := seen[len(seen)-1]
+	if len(seen) < 10 || last != (scan.Progress{Described: 900, Total: 900, Digests: 900}) || seen[0].Described != 0 {
+		t.Errorf("progress: %d reports, first %v, last %v", len(seen), seen[0], last)
+	}
+	mu.Unlock()
+	if s := last.String(); s != "described 900 of 900 tags" {
+		t.Errorf("Progress.String() = %q", s)
+	}
+
+	// A second scanner over the same cache (a restart) makes no manifest request at all.
+	p.ResetCounts()
+	res, err = scan.New(scan.Options{Cache: cache}).Scan(ctxT(t), repo, scan.Need{Match: pol.Match, BuildTime: true})
+	if err != nil || len(res.Images) != 900 {
+		t.Fatalf("warm scan: %v (%d images)", err, len(res.Images))
+	}
+	if c := p.Counts(); c.ManifestGETs+c.ManifestHEADs+c.CDNGETs != 0 {
+		t.Errorf("warm scan: %+v; want no manifest or blob request", c)
+	}
+}
+
+// TestScanCutByItsDeadlineContinues: a scan cut by its deadline keeps what it found (the
+// digests of the first pass, the images described in the second); the next one, by a new
+// scanner over the same cache (a restart), goes on from there: no tag is HEADed and no
+// image fetched twice, beyond the requests in flight when the first was cut.
+func TestScanCutByItsDeadlineContinues(t *testing.T) {
+	p := startProfile(t, testenv.ProfileOptions{Profile: testenv.ProfileGHCR})
+	pushBig(t, p, "team/big", 100, 3)
+	dir := t.TempDir()
+	cache, err := scan.OpenCache(dir, scan.CacheOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := repoOf(t, p.Host, "team/big")
+	need := scan.Need{Match: func(string) bool { return true }, BuildTime: true}
+	// 200 requests a second: the 500 requests this scan makes to the registry take 2.5 s;
+	// it has 1.5.
+	cut := scan.New(scan.Options{Cache: cache, Limit: scan.Limit{RPS: 200, Burst: 10}, ScanTimeout: 1500 * time.Millisecond})
+	_, err = cut.Scan(ctxT(t), repo, need)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("first scan: %v, want its deadline", err)
+	}
+	first := p.Counts()
+	if first.ManifestHEADs == 0 {
+		t.Fatalf("first scan made no HEAD; the test needs a scan cut part-way")
+	}
+	if err := cache.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cache, err = scan.OpenCache(dir, scan.CacheOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	p.ResetCounts()
+	res, err := scan.New(scan.Options{Cache: cache, Limit: scan.Limit{RPS: 2000, Burst: 200}}).Scan(ctxT(t), repo, need)
+	if err != nil || len(res.Images) != 300 {
+		t.Fatalf("second scan: %v", err)
+	}
+	second := p.Counts()
+	inFlight := scan.DefaultConcurrency
+	if n := first.ManifestHEADs + second.ManifestHEADs; n > 300+inFlight {
+		t.Errorf("HEADs: %d cut + %d after; want at most 300 tags + %d in flight", first.ManifestHEADs, second.ManifestHEADs, inFlight)
+	}
+	if n := first.Pulls + second.Pulls; n > 100+inFlight {
+		t.Errorf("pulls: %d cut + %d after; want at most 100 images + %d in flight", first.Pulls, second.Pulls, inFlight)
+	}
+	if img := res.Images["img-099-t2"]; !img.Created.Equal(base.Add(99 * time.Hour)) {
+		t.Errorf("img-099-t2 = %+v", img)
+	}
+}
+
+// TestPullBudget: the scanner stops pulling while Docker Hub's announced budget is down to
+// the reserve (no 429 is ever earned), says until when, lets another registry scan
+// meanwhile, and finishes when the window gives pulls back.
+func TestPullBudget(t *testing.T) {
+	hub := startProfile(t, testenv.ProfileOptions{Profile: testenv.ProfileDockerHub, PullBudget: 10, Window: 3 * time.Second})
+	other := startProfile(t, testenv.ProfileOptions{Profile: testenv.ProfileGHCR})
+	pushBig(t, hub, "library/app", 16, 1)
+	pushBig(t, other, "team/app", 16, 1)
+	// MaxRetryAfter below the pause (3 s / 10 pulls = 300 ms): the scan ends with the pause.
+	sc := scan.New(scan.Options{MaxRetryAfter: 50 * time.Millisecond})
+	need := scan.Need{Match: func(string) bool { return true }, BuildTime: true}
+	repo := repoOf(t, hub.Host, "library/app")
+	_, err := sc.Scan(ctxT(t), repo, need)
+	var be *scan.BudgetError
+	if !errors.As(err, &be) || !errors.Is(err, scan.ErrRateLimited) || !strings.Contains(err.Error(), "paused by the "+hub.Host+" pull budget until ") {
+		t.Fatalf("scan past the budget: %v; want a *BudgetError", err)
+	}
+	if c := hub.Counts(); c.Pulls != 8 || c.RateLimited != 0 {
+		t.Errorf("before the pause: %d pulls, %d 429s; want 8 (10 less the 20%% reserve) and none", c.Pulls, c.RateLimited)
+	}
+	if d, ok := scan.RetryAfter(err); !ok || d <= 0 || d > 3*time.Second {
+		t.Errorf("RetryAfter = %v, %v", d, ok)
+	}
+	if res, err := sc.Scan(ctxT(t), repoOf(t, other.Host, "team/app"), need); err != nil || len(res.Images) != 16 {
+		t.Errorf("another registry during the pause: %v", err)
+	}
+	// Come back when told, as the scheduler does, until done: bounded in rounds and time.
+	deadline := time.Now().Add(30 * time.Second)
+	var res *scan.Result
+	for round := 0; round < 40 && time.Now().Before(deadline); round++ {
+		d, _ := scan.RetryAfter(err)
+		time.Sleep(d)
+		if res, err = sc.Scan(ctxT(t), repo, need); err == nil {
+			break
+		}
+		if !errors.As(err, &be) {
+			t.Fatalf("round %d: %v", round, err)
+		}
+	}
+	if err != nil || len(res.Images) != 16 {
+		t.Fatalf("the scan never finished: %v", err)
+	}
+	if c := hub.Counts(); c.Pulls != 16 || c.RateLimited != 0 {
+		t.Errorf("in all: %d pulls, %d 429s; want 16 (one per image) and none", c.Pulls, c.RateLimited)
+	}
+}
+
+// TestPullBudgetSpentByOthers: when someone else spent the budget (the kubelet pulls from
+// the same address), the free HEADs of the first pass already say so: the scan makes no
+// pull, earns no 429, and says until when it waits.
+func TestPullBudgetSpentByOthers(t *testing.T) {
+	hub := startProfile(t, testenv.ProfileOptions{Profile: testenv.ProfileDockerHub, PullBudget: 2, Window: time.Minute})
+	pushBig(t, hub, "library/app", 3, 1)
+	for _, tag := range []string{"img-000-t0", "img-001-t0"} { // the cluster's pulls
+		ref, _ := name.ParseReference(hub.Host+"/library/app:"+tag, name.Insecure)
+		if _, err := remote.Get(ref, remote.WithContext(ctxT(t))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hub.ResetCounts()
+	sc := scan.New(scan.Options{})
+	need := scan.Need{Match: func(string) bool { return true }, BuildTime: true}
+	_, err := sc.Scan(ctxT(t), repoOf(t, hub.Host, "library/app"), need)
+	if !errors.Is(err, scan.ErrPullBudget) || !strings.Contains(err.Error(), "(0 of 2 pulls left per 1m0s)") {
+		t.Fatalf("scan of a spent budget: %v; want the pause", err)
+	}
+	if d, ok := scan.RetryAfter(err); !ok || d < 20*time.Second {
+		t.Errorf("RetryAfter = %v, %v; want the window's share of a pull (30s)", d, ok)
+	}
+	if c := hub.Counts(); c.ManifestGETs != 0 || c.RateLimited != 0 || c.ManifestHEADs != 3 {
+		t.Errorf("%d manifest GETs, %d 429s, %d HEADs; want 0, 0 and 3", c.ManifestGETs, c.RateLimited, c.ManifestHEADs)
+	}
+}
