@@ -176,7 +176,9 @@ func (e *BudgetError) Error() string {
 }
 
 // Is maps the error to ErrRateLimited and ErrPullBudget.
-func (e *BudgetError) Is(target error) bool { return target == ErrRateLimited || target == ErrPullBudget }
+func (e *BudgetError) Is(target error) bool {
+	return target == ErrRateLimited || target == ErrPullBudget
+}
 
 // budgets holds the pull budget of every host seen.
 type budgets struct {

@@ -37,7 +37,9 @@ func budgetHeader(limit, remaining int) http.Header {
 	return h
 }
 
-func itoa(n int) string { return string(rune('0'+n/100%10)) + string(rune('0'+n/10%10)) + string(rune('0'+n%10)) }
+func itoa(n int) string {
+	return string(rune('0'+n/100%10)) + string(rune('0'+n/10%10)) + string(rune('0'+n%10))
+}
 
 // TestPullBudgetStates walks one host's budget: pulls while above the reserve, a pause of
 // the window's share per missing pull when it is reached, a probe when the pause ends, the
