@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -32,6 +33,23 @@ type checkout struct {
 	sc     *scan.Scanner // made on the first scan
 	// scans and failed count the registry scans choose made and those that failed.
 	scans, failed int
+	// progress, when set, is told how a long scan is getting on.
+	progress io.Writer
+}
+
+// progressEvery is how often a scan's progress is written: nothing for a scan shorter.
+const progressEvery = 2 * time.Second
+
+// reportProgress returns a scan.Need.Progress that writes "scanning REPO: described N of
+// M tags" to w every progressEvery while a scan lasts.
+func reportProgress(w io.Writer, repo string) func(scan.Progress) {
+	next := time.Now().Add(progressEvery)
+	return func(p scan.Progress) {
+		if now := time.Now(); now.After(next) {
+			next = now.Add(progressEvery)
+			fmt.Fprintf(w, "scanning %s: %s\n", repo, p)
+		}
+	}
 }
 
 // scanError is a failed scan of a target's image repository: the registry's error
@@ -167,8 +185,11 @@ func (c *checkout) choose(ctx context.Context, t update.Target) (*bot.Choice, er
 	if c.sc == nil {
 		c.sc = scan.New(c.opts)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
+	if c.progress != nil {
+		need.Progress = reportProgress(c.progress, ref.Context().Name())
+	}
+	// The scanner bounds the scan (spec.scan.timeout, default 5m): a big repository at
+	// the default rate needs minutes the first time.
 	c.scans++
 	res, err := c.sc.Scan(ctx, ref.Context(), need)
 	if err != nil {

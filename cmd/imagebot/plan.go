@@ -39,6 +39,7 @@ flags, 3 no such --repository in --config.`,
 				return err
 			}
 			stderr := cmd.ErrOrStderr()
+			co.progress = stderr
 			fmt.Fprintln(stderr, co.describe())
 			res, err := co.finder.Find(cmd.Context(), dir)
 			if err != nil {
@@ -145,6 +146,7 @@ func reportScanError(w io.Writer, t update.Target, err error) bool {
 // still released; showOrApply then ends with a scansFailedError. Other errors (an image the
 // config leaves out) end the release, as before.
 func chooseReporting(co *checkout, w io.Writer) bot.Chooser {
+	co.progress = w
 	return func(ctx context.Context, t update.Target) (*bot.Choice, error) {
 		c, err := co.choose(ctx, t)
 		if err != nil && reportScanError(w, t, err) {

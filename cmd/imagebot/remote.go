@@ -66,6 +66,12 @@ func newListImages() *cobra.Command {
 				if i.LastError != "" {
 					state = "error: " + i.LastError
 				}
+				switch {
+				case i.Scanning && i.Progress != "":
+					state = "scanning: " + i.Progress
+				case i.Progress != "":
+					state += " (" + i.Progress + " so far)"
+				}
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", i.Repository, i.Tags, ago(i.LastScan), until(i.NextScan), state)
 			}
 			return tw.Flush()

@@ -109,6 +109,10 @@ type ImageStatus struct {
 	NextScan   time.Time `json:"nextScan"`
 	Failed     bool      `json:"failed"`
 	LastError  string    `json:"lastError,omitempty"`
+	// Scanning is true while a scan runs; Progress says how far it has got ("described 312
+	// of 900 tags"), or how far the last scan got when it failed part-way.
+	Scanning bool   `json:"scanning,omitempty"`
+	Progress string `json:"progress,omitempty"`
 }
 
 func (d *Daemon) bots2status() []bot.Status {
@@ -131,7 +135,10 @@ func (d *Daemon) status(w http.ResponseWriter, _ *http.Request) {
 	st := Status{Repositories: d.bots2status()}
 	for _, s := range d.sched.Status() {
 		is := ImageStatus{Repository: s.Repo.Name(), Tags: s.Tags, LastScan: s.LastScan, LastOK: s.LastOK,
-			NextScan: s.NextScan, Failed: s.Failed}
+			NextScan: s.NextScan, Failed: s.Failed, Scanning: s.Scanning}
+		if s.Progress.Total > 0 {
+			is.Progress = s.Progress.String()
+		}
 		if s.LastError != nil {
 			is.LastError = s.LastError.Error()
 		}

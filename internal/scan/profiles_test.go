@@ -374,3 +374,55 @@ func TestPullBudgetSpentByOthers(t *testing.T) {
 		t.Errorf("%d manifest GETs, %d 429s, %d HEADs; want 0, 0 and 3", c.ManifestGETs, c.RateLimited, c.ManifestHEADs)
 	}
 }
+
+// TestSchedulerShowsProgress: the scheduler's status says how far a running scan of a big
+// repository has got, keeps how far a scan cut by its deadline got, and clears it once a
+// scan succeeds.
+func TestSchedulerShowsProgress(t *testing.T) {
+	p := startProfile(t, testenv.ProfileOptions{Profile: testenv.ProfileGHCR})
+	pushBig(t, p, "team/big", 100, 3)
+	repo := repoOf(t, p.Host, "team/big")
+	// 100 requests a second: the 500 registry requests take 5 s; the first scan has 2.
+	sc := scan.New(scan.Options{Limit: scan.Limit{RPS: 100, Burst: 10}, ScanTimeout: 2 * time.Second})
+	done := make(chan scan.Update, 4)
+	sched := scan.NewScheduler(sc, scan.SchedulerOptions{Interval: time.Hour, OnUpdate: func(u scan.Update) { done <- u }})
+	sched.Watch("ns/big/c", scan.Watch{Repo: repo, Need: scan.Need{Match: func(string) bool { return true }, BuildTime: true}})
+	sched.Start(ctxT(t))
+	defer sched.Stop()
+	status := func() scan.Status {
+		for _, st := range sched.Status() {
+			if st.Repo.Name() == repo.Name() {
+				return st
+			}
+		}
+		t.Fatal("no status for the watched repository")
+		return scan.Status{}
+	}
+	var running scan.Status
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if running = status(); running.Scanning && running.Progress.Digests > 0 {
+			break
+		}
+	}
+	if !running.Scanning || running.Progress.Total != 300 || running.Progress.Digests == 0 || running.Progress.Described == 300 {
+		t.Fatalf("status while scanning: %+v", running)
+	}
+	u := <-done
+	if !errors.Is(u.Err, context.DeadlineExceeded) {
+		t.Fatalf("first scan: %v; want it cut by its deadline", u.Err)
+	}
+	if cut := status(); cut.Scanning || cut.Progress.Total != 300 || cut.Progress.Digests < running.Progress.Digests {
+		t.Errorf("status after the cut: %+v; want how far it got", cut)
+	}
+	// The next scans go on from there; each gets 2 s more (bounded: 6 tries).
+	for try := 0; try < 6 && u.Err != nil; try++ {
+		sched.Trigger(repo)
+		u = <-done
+	}
+	if u.Err != nil {
+		t.Fatalf("the scans never finished: %v", u.Err)
+	}
+	if st := status(); st.Scanning || st.Progress != (scan.Progress{}) || st.Tags != 300 {
+		t.Errorf("status after success: %+v", st)
+	}
+}

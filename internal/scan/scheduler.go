@@ -92,6 +92,11 @@ type Status struct {
 	Failed      bool
 	LastError   error
 	Tags        int // in the last good result
+	// Scanning is true while a scan runs; Progress is how far it has got describing tags
+	// or, when the last scan failed part-way (a deadline, a pull budget), how far it got:
+	// the next scan goes on from there. Zero after a scan that succeeded.
+	Scanning bool
+	Progress Progress
 }
 
 // Scheduler scans watched repositories at their intervals, highest priority first: a
@@ -136,6 +141,7 @@ type group struct {
 	expectTries int
 
 	last             *Result
+	progress         Progress // of the running scan, or of the last one if it failed
 	lastScan, lastOK time.Time
 	failures         int
 	failed           bool
@@ -336,6 +342,7 @@ func (s *Scheduler) Status() []Status {
 		if g.last != nil {
 			st.Tags = len(g.last.Tags)
 		}
+		st.Scanning, st.Progress = g.running, g.progress
 		out = append(out, st)
 	}
 	return out
@@ -457,6 +464,11 @@ func (s *Scheduler) scan(ctx context.Context, g *group) {
 	s.mu.Lock()
 	need, sc := g.need, s.sc
 	s.mu.Unlock()
+	need.Progress = func(p Progress) {
+		s.mu.Lock()
+		g.progress = p
+		s.mu.Unlock()
+	}
 	res, err := sc.Scan(ctx, g.repo, need)
 	if ctx.Err() != nil {
 		s.mu.Lock()
@@ -471,6 +483,7 @@ func (s *Scheduler) scan(ctx context.Context, g *group) {
 	s.release(g)
 	g.running, g.lastScan = false, now
 	if err == nil {
+		g.progress = Progress{}
 		g.last, g.lastOK, g.failures, g.failed, g.lastErr, g.retryWait = res, now, 0, false, nil, 0
 		g.due = now.Add(s.jitter(g.interval))
 	} else {

@@ -78,7 +78,9 @@ type retrying struct {
 
 func (t *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	host := req.URL.Host
+	// A redirected request (a blob on a CDN, a pre-signed storage URL) counts as the
+	// registry's that sent it there: its rate limit and metrics, its settings.
+	host := origin(req).URL.Host
 	lim := t.limits.get(host)
 	st := statsFrom(ctx)
 	if redirects(req) > maxRedirects {
@@ -216,6 +218,14 @@ func redirects(req *http.Request) int {
 		n++
 	}
 	return n
+}
+
+// origin is the request a chain of redirects started from.
+func origin(req *http.Request) *http.Request {
+	for n := 0; req.Response != nil && req.Response.Request != nil && n <= maxRedirects; n++ {
+		req = req.Response.Request
+	}
+	return req
 }
 
 // waitBudget returns when the host's pull budget allows a pull: at once, after pauses of
