@@ -87,6 +87,10 @@ func (s *Scanner) describeAll(ctx context.Context, rt http.RoundTripper, repo na
 	d.prog.start()
 	defer d.prog.end()
 
+	needsTime := func(tag string) bool {
+		return need.BuildTime && (need.BuildTimeOf == nil || need.BuildTimeOf(tag))
+	}
+
 	// Pass 1: a digest for every tag.
 	digests := make([]string, len(todo))
 	err := parallel(ctx, s.opts.Concurrency, len(todo), func(ctx context.Context, i int) error {
@@ -117,7 +121,7 @@ func (s *Scanner) describeAll(ctx context.Context, rt http.RoundTripper, repo na
 			}
 			d.descs[digest] = desc
 		}
-		if !need.BuildTime {
+		if !needsTime(tag) {
 			img := Image{Digest: digest}
 			if desc != nil {
 				img.MediaType = string(desc.MediaType)
@@ -134,7 +138,7 @@ func (s *Scanner) describeAll(ctx context.Context, rt http.RoundTripper, repo na
 	// Pass 2: the metadata of each distinct digest not described before.
 	byDigest := map[string][]string{}
 	for i, tag := range todo {
-		if digests[i] != "" {
+		if digests[i] != "" && needsTime(tag) {
 			byDigest[digests[i]] = append(byDigest[digests[i]], tag)
 		}
 	}

@@ -23,21 +23,45 @@
 //
 // # Requests
 //
-// A scan of one repository makes, through one authenticated session (the /v2/ ping and a
-// token, reused for SessionTTL):
+// Manifests and blobs go through go-containerregistry's remote, over one authenticated
+// session per repository (the /v2/ ping and a token, reused for SessionTTL; the token realm
+// may be on another host, as Docker Hub's is). A scan of one repository makes:
 //
 //   - one tag listing: GET /v2/REPO/tags/list, following Link headers on the same host
 //     (PageSize, per host, sets n=; 0 lets the registry choose), up to TagCap tags;
-//   - for the tags Need.Match selects, only when Need.BuildTime or Need.Digest: the digest
-//     (cached per tag; a tag is assumed immutable, except the tags in Need.Track, checked
-//     with a HEAD on every scan, and any tag whose digest was last confirmed more than
-//     DigestRecheck ago) and, for build times, the image config's "created" (cached by
-//     digest: content is immutable). An unknown tag costs GET manifest + GET config, or
-//     GET index + GET platform manifest + GET config for a multi-arch index (the index
-//     digest is what Image.Digest pins; Options.Platform's image gives the build time).
+//   - for the tags Need.Match selects, only when Need.BuildTime or Need.Digest, in two
+//     passes. First the digest of each tag: the cache's (a tag is assumed immutable, except
+//     the tags in Need.Track and any tag whose digest was last confirmed more than
+//     DigestRecheck ago), else a HEAD, which Docker Hub does not count as a pull. Then, for
+//     build times, each distinct digest not described before (cached by digest: content is
+//     immutable): GET the manifest by digest, for a multi-arch index GET the platform's
+//     manifest too (the index digest is what Image.Digest pins; Options.Platform's image
+//     gives the build time), and GET the config blob, following the registry's redirect to
+//     its storage or CDN. So a cold scan costs one HEAD per tag and one manifest GET (a
+//     "pull") and one config per distinct image, whatever its number of tags: 900 tags of
+//     300 images are 900 HEADs, 300 pulls and 300 configs, not 900 of each.
 //
 // A rescan with nothing new makes one listing request per repository and no metadata
-// request; so does the first scan after a restart with the persistent cache.
+// request; so does the first scan after a restart with the persistent cache. A scan that
+// fails part-way (its deadline, a pull budget, a 5xx) keeps in the cache the digests and
+// images it completed, so the next scan, after a restart too, goes on from there; what was
+// not completed is never cached. Need.Progress, Status.Progress and the metrics
+// imagebot_scan_tags_described_total and _tags_pending tell how far a scan has got.
+//
+// Redirects: a request may follow at most 10 (go-containerregistry's redirect policy refuses
+// private and link-local addresses but sets no limit of its own); the registry's
+// Authorization header is never sent to another host (go-containerregistry adds it only
+// for the registry's host; pre-signed storage URLs refuse a request that carries one). A
+// redirected request counts as its registry's: its rate limit, its metrics label. A
+// refused redirect fails the scan (the registry is broken, not one tag).
+//
+// The tag listing stays hand-written (list.go): remote.List reads every page whole and
+// follows any Link, where a hostile registry could answer an endless chain of pages or one
+// of a gigabyte; the listing here stops at TagCap (50,000 tags: at most 6.5 MB read, since a
+// page larger than what room is left under the cap is refused before it is parsed), refuses
+// a Link to another host or back to a page already read, and checks every tag's grammar.
+// Manifest bodies are capped at 4 MiB and configs at 16 MiB (declared size, checked before
+// the GET) by the transport underneath.
 //
 // # Gentleness
 //
@@ -52,6 +76,25 @@
 // connection resets and attempts slower than RequestTimeout (default 30s, body included)
 // are retried with jittered exponential backoff (200ms doubling, at most 10s between tries,
 // 4 tries in all). A whole scan is bounded by ScanTimeout (default 5m).
+//
+// # Pull budgets
+//
+// Docker Hub counts manifest GETs as pulls (since 2025 10 an hour per anonymous address,
+// 100 an hour for a Personal account; before, 100 and 200 per 6 hours) and says on every
+// manifest answer, HEADs included, what is left: "RateLimit-Limit: 100;w=21600",
+// "RateLimit-Remaining: 76;w=21600". The scanner reads
+// these per host and stops pulling when what remains, less its pulls in flight, is down to
+// PullReserve (default 20% of the limit, at least one pull: the kubelet's image pulls come
+// out of the same budget). Pulls then pause for the window's share of each missing pull
+// (360 s per pull on an anonymous budget of 10 an hour); HEADs, and so scans whose images are
+// all described, go on, and so do other hosts. When the pause ends, a HEAD asks again
+// before any pull is spent. A pause longer than MaxRetryAfter fails the scan with a
+// *BudgetError ("paused by the index.docker.io pull budget until 14:05:00 (20 of 100 pulls
+// left per 6h0m0s)"), which wraps ErrPullBudget and ErrRateLimited and gives the scheduler
+// its wait through RetryAfter; what the scan described is kept. A 429 to a pull (someone
+// else spent the budget) pauses pulls to that host for its Retry-After. Result.Pulls and
+// imagebot_scan_pulls_total count pulls; imagebot_scan_pull_budget_remaining and _limit
+// show the last word.
 //
 // # Scheduling
 //

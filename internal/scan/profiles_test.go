@@ -426,3 +426,36 @@ func TestSchedulerShowsProgress(t *testing.T) {
 		t.Errorf("status after success: %+v", st)
 	}
 }
+
+// TestMixedPoliciesPullOnlyForBuildTimes: a glob: and a semver: policy watching one
+// repository share its scan, but only the glob's tags are pulled for their build times.
+func TestMixedPoliciesPullOnlyForBuildTimes(t *testing.T) {
+	hub := startProfile(t, testenv.ProfileOptions{Profile: testenv.ProfileDockerHub})
+	for i, tag := range []string{"develop-v1", "develop-v2", "1.0.0", "1.1.0", "1.2.0"} {
+		if _, err := hub.Push(ctxT(t), "library/app", tag, testenv.ImageSpec{Created: base.Add(time.Duration(i) * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	repo := repoOf(t, hub.Host, "library/app")
+	glob, _ := policy.Parse("glob:develop-v*")
+	semver, _ := policy.Parse("semver:~1")
+	done := make(chan scan.Update, 1)
+	sched := scan.NewScheduler(scan.New(scan.Options{}), scan.SchedulerOptions{Interval: time.Hour, OnUpdate: func(u scan.Update) { done <- u }})
+	sched.Watch("ns/web/c", scan.Watch{Repo: repo, Need: scan.Need{Match: glob.Match, BuildTime: glob.NeedsBuildTime(), Digest: true}})
+	sched.Watch("ns/api/c", scan.Watch{Repo: repo, Need: scan.Need{Match: semver.Match, BuildTime: semver.NeedsBuildTime(), Digest: true}})
+	sched.Start(ctxT(t))
+	defer sched.Stop()
+	u := <-done
+	if u.Err != nil {
+		t.Fatal(u.Err)
+	}
+	if c := hub.Counts(); c.Pulls != 2 || c.ManifestHEADs != 5 {
+		t.Errorf("%d pulls, %d HEADs; want 2 (the glob's images) and 5", c.Pulls, c.ManifestHEADs)
+	}
+	if img := u.Result.Images["1.2.0"]; img.Digest == "" || !img.Created.IsZero() {
+		t.Errorf("semver tag 1.2.0 = %+v; want its digest, no build time", img)
+	}
+	if img := u.Result.Images["develop-v2"]; !img.Created.Equal(base.Add(time.Hour)) {
+		t.Errorf("develop-v2 = %+v; want its build time", img)
+	}
+}

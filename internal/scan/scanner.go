@@ -99,6 +99,11 @@ type Need struct {
 	Match func(tag string) bool
 	// BuildTime fetches the image config's "created" for described tags (implies Digest).
 	BuildTime bool
+	// BuildTimeOf, when set, narrows BuildTime to the described tags it selects; the others
+	// get their digest only. The scheduler sets it when watches that rank by build time
+	// and watches that do not (a glob: and a semver: policy) share a repository, so the
+	// semver tags cost no pull.
+	BuildTimeOf func(tag string) bool
 	// Digest resolves the digest of described tags.
 	Digest bool
 	// Track lists mutable tags (e.g. "latest", or a deployed tag the policy follows by

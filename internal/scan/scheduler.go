@@ -227,13 +227,31 @@ func (s *Scheduler) removeLocked(id string) {
 }
 
 // merge computes a group's need and interval from its watches.
+// anyOf selects what any of fs selects (nil for none).
+func anyOf(fs []func(string) bool) func(string) bool {
+	if len(fs) == 0 {
+		return nil
+	}
+	return func(t string) bool {
+		for _, f := range fs {
+			if f(t) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
 func (s *Scheduler) merge(g *group) {
-	var matches []func(string) bool
+	var matches, timed []func(string) bool
 	need := Need{Credentials: g.cred}
 	g.interval = 0
 	for _, w := range g.watches {
 		if w.Need.Match != nil {
 			matches = append(matches, w.Need.Match)
+			if w.Need.BuildTime {
+				timed = append(timed, w.Need.Match)
+			}
 		}
 		need.BuildTime = need.BuildTime || w.Need.BuildTime
 		need.Digest = need.Digest || w.Need.Digest
@@ -249,15 +267,13 @@ func (s *Scheduler) merge(g *group) {
 	}
 	slices.Sort(need.Track)
 	need.Track = slices.Compact(need.Track)
-	if len(matches) > 0 {
-		need.Match = func(t string) bool {
-			for _, m := range matches {
-				if m(t) {
-					return true
-				}
-			}
-			return false
-		}
+	need.Match = anyOf(matches)
+	if need.BuildTime && len(timed) == 0 {
+		need.BuildTime = false // no build-time watch selects a tag
+	} else if need.BuildTime && len(timed) < len(matches) {
+		// Only the tags a build-time policy could pick need their config: a semver
+		// policy's beside a glob's cost a HEAD, not a pull.
+		need.BuildTimeOf = anyOf(timed)
 	}
 	g.need = need
 	if g.index < 0 {
