@@ -92,13 +92,26 @@ func startWorldWith(t testing.TB, mod func(*daemon.Options), spec string) *world
 	if mod != nil {
 		mod(&opts)
 	}
+	runDaemon(t, opts)
+	// Ready once the repository reconciled and the first scan is in.
+	w.waitStatus(t, 30*time.Second, func(st daemon.Status) bool {
+		return len(st.Images) == 1 && !st.Images[0].LastOK.IsZero() && len(st.Repositories) == 1 &&
+			len(st.Repositories[0].Targets) == 1 && st.Repositories[0].Targets[0].Best == "develop-v1.8.0"
+	})
+	return w
+}
+
+// runDaemon runs a daemon with opts for the test's lifetime (its Run must end without
+// error within 30 s of the test's end) and returns its URL once it listens.
+func runDaemon(t testing.TB, opts daemon.Options) string {
+	t.Helper()
 	d, err := daemon.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	runCtx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- d.Run(runCtx) }()
+	go func() { done <- d.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -110,12 +123,18 @@ func startWorldWith(t testing.TB, mod func(*daemon.Options), spec string) *world
 			t.Errorf("the daemon did not stop within 30s of its context's end")
 		}
 	})
-	// Ready once the repository reconciled and the first scan is in.
-	w.waitStatus(t, 30*time.Second, func(st daemon.Status) bool {
-		return len(st.Images) == 1 && !st.Images[0].LastOK.IsZero() && len(st.Repositories) == 1 &&
-			len(st.Repositories[0].Targets) == 1 && st.Repositories[0].Targets[0].Best == "develop-v1.8.0"
-	})
-	return w
+	for deadline := time.Now().Add(10 * time.Second); d.Addr() == nil; {
+		select {
+		case err := <-done:
+			done <- err // for the cleanup
+			t.Fatalf("daemon: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the daemon did not listen within 10s")
+		}
+	}
+	return "http://" + d.Addr().String()
 }
 
 // config returns the daemon's config file.

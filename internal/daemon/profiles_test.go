@@ -158,7 +158,7 @@ func testProfileEndToEnd(t *testing.T, g *testenv.GitServer, profile testenv.Pro
 	}
 	// The git poll is an hour: only scans wake the bot. Scans come every second (±10 %).
 	cfgFile := writeConfig(t, dir, url, g, "1h", "1s", registries)
-	w := &world{daemon: runDaemon(t, cfgFile, filepath.Join(dir, "data")), repoPath: repoPath, cfgFile: cfgFile}
+	w := &world{daemon: runDaemon(t, daemon.Options{ConfigPaths: []string{cfgFile}, DataDir: filepath.Join(dir, "data"), Listen: "127.0.0.1:0"}), repoPath: repoPath, cfgFile: cfgFile}
 
 	// The commit: both files edited, nothing else.
 	wantGlob := strings.Replace(reg(profileGlob), "/team/web:develop-v1.0.0 ", "/team/web:develop-v1.0.1 ", 1)
@@ -305,39 +305,3 @@ func changedFiles(t *testing.T, from, to *object.Commit) []string {
 	return out
 }
 
-// runDaemon runs a daemon on a loopback port for the test's lifetime, with the config file
-// and data dir given and no webhooks, and returns its URL.
-func runDaemon(t *testing.T, cfgFile, dataDir string) string {
-	t.Helper()
-	d, err := daemon.New(daemon.Options{ConfigPaths: []string{cfgFile}, DataDir: dataDir, Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("daemon: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("the daemon did not stop within 30s of its context's end")
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for d.Addr() == nil {
-		select {
-		case err := <-done:
-			done <- err // for the cleanup
-			t.Fatalf("daemon: %v", err)
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the daemon did not listen within 10s")
-		}
-	}
-	return "http://" + d.Addr().String()
-}

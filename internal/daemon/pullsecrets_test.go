@@ -48,17 +48,8 @@ func TestPullSecrets(t *testing.T) {
 	cfgFile := writeConfig(t, dir, url, env.Git, "1h", "1h", "")
 
 	run := func(name string, opts daemon.Options) *world {
-		addr := freeAddr(t)
-		opts.ConfigPaths, opts.DataDir, opts.Listen = []string{cfgFile}, filepath.Join(dir, name), addr
-		d, err := daemon.New(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		runCtx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- d.Run(runCtx) }()
-		t.Cleanup(func() { cancel(); <-done })
-		return &world{env: env, daemon: "http://" + addr, repoPath: env.Git.RepoPath("config")}
+		opts.ConfigPaths, opts.DataDir, opts.Listen = []string{cfgFile}, filepath.Join(dir, name), "127.0.0.1:0"
+		return &world{env: env, daemon: runDaemon(t, opts), repoPath: env.Git.RepoPath("config")}
 	}
 	// Without the cluster's pull secrets: 401, nothing committed.
 	anon := run("anon", daemon.Options{})

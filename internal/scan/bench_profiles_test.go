@@ -209,8 +209,8 @@ func BenchmarkProfileScan(b *testing.B) {
 
 // BenchmarkProfileScanDefaultRate is the cold scan of the 1,000-tag repository (334
 // distinct images) on the Docker Hub profile at the scanner's DEFAULT settings (10
-// requests/s per host, burst 20; anonymous), which takes about 3.5 minutes (198 s of
-// scanning: its CDN GETs share the registry's bucket). It is skipped unless
+// requests/s per host, burst 20; anonymous), which takes about 3 minutes (165 s of
+// scanning: the registry's bucket paces its 1,670 requests). It is skipped unless
 // IMAGEBOT_BENCH_DEFAULT_RATE=1 is set. Run it once:
 //
 //	IMAGEBOT_BENCH_DEFAULT_RATE=1 go test -run '^$' -bench BenchmarkProfileScanDefaultRate -benchtime 1x -timeout 20m ./internal/scan/

@@ -380,24 +380,14 @@ func parseManifest(body []byte, digest string) (manifestDoc, error) {
 // signature).
 func remoteError(err error) error {
 	var (
-		be *BudgetError
-		ae *attemptsError
-		se *StatusError
-		ne *netError
 		te *transport.Error
 		ue *url.Error
 	)
 	switch {
 	case err == nil:
 		return nil
-	case errors.As(err, &be):
-		return be
-	case errors.As(err, &ae):
-		return ae
-	case errors.As(err, &se):
-		return se
-	case errors.As(err, &ne):
-		return ne
+	case ours(err) != nil:
+		return ours(err)
 	case errors.Is(err, ErrBadResponse), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	case errors.As(err, &te):
@@ -408,6 +398,28 @@ func remoteError(err error) error {
 		return &redirectError{msg: "redirect refused: " + ue.Err.Error()}
 	}
 	return badResponse("%v", err)
+}
+
+// ours returns the error of this package's transport inside err (a budget pause, a request
+// that kept failing, a registry status, a network failure), or nil.
+func ours(err error) error {
+	var (
+		be *BudgetError
+		ae *attemptsError
+		se *StatusError
+		ne *netError
+	)
+	switch {
+	case errors.As(err, &be):
+		return be
+	case errors.As(err, &ae):
+		return ae
+	case errors.As(err, &se):
+		return se
+	case errors.As(err, &ne):
+		return ne
+	}
+	return nil
 }
 
 // metaKey is where a digest's metadata is cached: an index's build time is its platform

@@ -196,8 +196,9 @@ func pushBig(t testing.TB, p *testenv.ProfileRegistry, repo string, images, tags
 
 // TestBigRepository: glob:* on 900 tags of 300 images (Flux v1's default policy) gets its
 // decision with at most one manifest GET per distinct image, and a second scan makes none.
-// The rate limit is raised from the default 10/s (at which the 1,501 requests of this cold
-// scan take about 150 s; docs/benchmarks.md has that run) to keep the test short.
+// The rate limit is raised from the default 10/s (at which the 1,502 registry requests of
+// this cold scan take about 150 s; docs/benchmarks.md has the 1,000-tag run: 165 s) to keep
+// the test short.
 func TestBigRepository(t *testing.T) {
 	p := startProfile(t, testenv.ProfileOptions{Profile: testenv.ProfileDockerHub, PullBudget: 1000})
 	pushBig(t, p, "library/big", 300, 3)
@@ -457,5 +458,38 @@ func TestMixedPoliciesPullOnlyForBuildTimes(t *testing.T) {
 	}
 	if img := u.Result.Images["develop-v2"]; !img.Created.Equal(base.Add(time.Hour)) {
 		t.Errorf("develop-v2 = %+v; want its build time", img)
+	}
+}
+
+// TestQuayPageSize: quay.io's tags are listed 100 a page (its most) unless the host's
+// settings say otherwise: 250 tags in 3 requests, not the 5 of Quay's default page. The
+// Quay-like registry is reached under the name quay.io through a loopback dialer.
+func TestQuayPageSize(t *testing.T) {
+	p := startProfile(t, testenv.ProfileOptions{Profile: testenv.ProfileQuay})
+	d, err := p.Push(ctxT(t), "org/app", "t000", testenv.ImageSpec{Created: base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < 250; i++ {
+		if err := p.Tag(ctxT(t), "org/app", d, fmt.Sprintf("t%03d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	repo, err := name.NewRepository("quay.io/org/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		pageSize, pages int
+	}{{0, 3}, {50, 5}} {
+		p.ResetCounts()
+		sc := scan.New(scan.Options{Transport: dialing(p.Host), Hosts: map[string]scan.HostOptions{"quay.io": {Insecure: true, PageSize: tc.pageSize}}})
+		res, err := sc.Scan(ctxT(t), repo, scan.Need{})
+		if err != nil || len(res.Tags) != 250 {
+			t.Fatalf("pageSize %d: %v", tc.pageSize, err)
+		}
+		if c := p.Counts(); c.TagListGETs != tc.pages {
+			t.Errorf("pageSize %d: %d listing requests, want %d", tc.pageSize, c.TagListGETs, tc.pages)
+		}
 	}
 }

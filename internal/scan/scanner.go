@@ -36,8 +36,8 @@ const (
 // HostOptions are settings for one registry host.
 type HostOptions struct {
 	Limit Limit
-	// PageSize is the n= of tag listings (0: the registry's default page). Quay rejects
-	// n=1000; 100 suits it.
+	// PageSize is the n= of tag listings (0: the registry's default page; quay.io gets 100
+	// unless set: it rejects more).
 	PageSize int
 	// Insecure speaks plain HTTP to the host. (Loopback and RFC 1918 addresses, and
 	// "localhost", get plain HTTP without it, as go-containerregistry decides.)
@@ -340,16 +340,8 @@ func (s *Scanner) session(ctx context.Context, repo name.Repository, cred Creden
 // cleanAuthError keeps what go-containerregistry's handshake error says about the status,
 // or our own transport's error, and drops the rest (URLs of token services).
 func cleanAuthError(err error) error {
-	var se *StatusError
-	var ae *attemptsError
-	var ne *netError
-	switch {
-	case errors.As(err, &ae):
-		return ae
-	case errors.As(err, &se):
-		return se
-	case errors.As(err, &ne):
-		return ne
+	if o := ours(err); o != nil {
+		return o
 	}
 	// fromTransport gives err back when it is not a registry's status; err may be of a type
 	// that == cannot compare (go-containerregistry's multierrs, when the ping fails over
@@ -381,8 +373,16 @@ func (s *Scanner) pageSize(host string) int {
 	if h, ok := s.opts.Hosts[host]; ok && h.PageSize > 0 {
 		return h.PageSize
 	}
+	if n, ok := knownPageSizes[host]; ok {
+		return n
+	}
 	return s.opts.PageSize
 }
+
+// knownPageSizes are the tag page sizes public registries serve best, used unless the host's
+// own HostOptions.PageSize says otherwise: Quay pages by 50 without n= and refuses more than
+// 100 (a 1,000-tag listing is 10 requests instead of 20).
+var knownPageSizes = map[string]int{"quay.io": 100}
 
 // CertPool returns the system's certificate authorities plus those in the PEM files (a
 // registry's private CA). An unreadable file, or one without a certificate, is an error

@@ -78,10 +78,14 @@ type retrying struct {
 
 func (t *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	// A redirected request (a blob on a CDN, a pre-signed storage URL) counts as the
-	// registry's that sent it there: its rate limit and metrics, its settings.
+	// A request redirected to another host (a blob on a CDN, a pre-signed storage URL)
+	// counts as the registry's that sent it there, in its metrics; it takes no token from
+	// the registry's bucket, which the redirecting request already paid: the bucket spares
+	// the registry, and storage is not the registry (at 10/s, charging both made a cold
+	// 1,000-tag scan take 198 s instead of about 165 s).
 	host := origin(req).URL.Host
 	lim := t.limits.get(host)
+	hop := req.URL.Host != host
 	st := statsFrom(ctx)
 	if redirects(req) > maxRedirects {
 		// go-containerregistry's redirect policy refuses private addresses but sets no
@@ -104,19 +108,22 @@ func (t *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 				return nil, err
 			}
 		}
-		waited, err := lim.wait(ctx)
-		if waited > 0 {
-			t.metrics.rateLimitWait(host, waited)
-			if st != nil {
-				st.waited.Add(int64(waited))
+		if !hop {
+			waited, err := lim.wait(ctx)
+			if waited > 0 {
+				t.metrics.rateLimitWait(host, waited)
+				if st != nil {
+					st.waited.Add(int64(waited))
+				}
 			}
-		}
-		if err != nil {
-			return nil, err
+			if err != nil {
+				return nil, err
+			}
 		}
 		actx, cancel := context.WithTimeout(ctx, t.timeout)
 		out := req.Clone(actx)
 		if req.Body != nil && req.GetBody != nil {
+			var err error
 			if out.Body, err = req.GetBody(); err != nil {
 				cancel()
 				return nil, err

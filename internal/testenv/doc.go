@@ -9,6 +9,14 @@
 // basic auth (passwords or tokens) checked in front; its self-signed certificate is in
 // CABundle for clients to trust.
 //
+// StartProfileRegistry runs registries that behave as the public ones do where a scanner
+// can notice: Docker Hub (a token server on another host, a pull budget with ratelimit-*
+// headers and 429s past it), GHCR, Quay (tag pages capped at 100) and ECR (expiring basic
+// auth passwords), each redirecting blob GETs to a "CDN" that refuses a request carrying
+// Authorization, and counting what clients did. The registry is 127.0.0.1:PORT; the CDN and
+// the token server are localhost:PORT, because go-containerregistry refuses redirects and
+// token realms that name a private IP literal (a CDN at 127.0.0.2 would be refused).
+//
 // Everything runs as child processes on free loopback ports in the caller's temp dirs and is
 // stopped by Stop (or t.Cleanup): children get SIGTERM, then SIGKILL after a grace period, and
 // die with the parent (Pdeathsig) if it is killed. Several environments can run at once.

@@ -43,10 +43,11 @@ const (
 	ProfileECR Profile = "ecr"
 )
 
-// Defaults of ProfileOptions.
+// Defaults of ProfileOptions. The pull budget is Docker Hub's for an anonymous address since
+// 2025: 10 pulls an hour (it was 100 per 6 hours).
 const (
-	DefaultPullBudget  = 100
-	DefaultPullWindow  = 6 * time.Hour
+	DefaultPullBudget  = 10
+	DefaultPullWindow  = time.Hour
 	DefaultPasswordTTL = 12 * time.Hour
 )
 
@@ -54,10 +55,10 @@ const (
 type ProfileOptions struct {
 	Profile Profile
 	// PullBudget is how many manifest GETs each identity (the client's address when
-	// anonymous, else the user) may make per Window on ProfileDockerHub (0: 100).
+	// anonymous, else the user) may make per Window on ProfileDockerHub (0: 10).
 	PullBudget int
 	// Window is the budget's rolling window: a pull stops counting Window after it was made
-	// (0: 6h).
+	// (0: 1h).
 	Window time.Duration
 	// Private lists repositories ("acme/app") that refuse anonymous tokens.
 	Private []string

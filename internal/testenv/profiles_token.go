@@ -128,8 +128,12 @@ func (p *ProfileRegistry) authorize(w http.ResponseWriter, r *http.Request, rp r
 			scope += ",push"
 		}
 	}
+	realm := p.Realm
+	if p.Profile != ProfileDockerHub && r.Host != "" {
+		realm = "http://" + r.Host + "/token" // on the registry's own host, by the name it was asked by
+	}
 	challenge := func(errCode string) {
-		c := fmt.Sprintf("Bearer realm=%q,service=%q", p.Realm, p.service)
+		c := fmt.Sprintf("Bearer realm=%q,service=%q", realm, p.service)
 		if scope != "" {
 			c += fmt.Sprintf(",scope=%q", scope)
 		}
