@@ -82,7 +82,7 @@ func (s *Scanner) describeAll(ctx context.Context, rt http.RoundTripper, repo na
 		return rec, nil, nil
 	}
 	d := &describer{s: s, repo: repo, res: res, rec: rec, metas: map[string]metaRecord{},
-		opts: []remote.Option{remote.WithTransport(rt), remote.WithContext(ctx)},
+		opts: []remote.Option{remote.WithTransport(rt)},
 		prog: progress{host: repo.RegistryStr(), total: len(todo), report: need.Progress, metrics: s.opts.Metrics}}
 	d.prog.start()
 	defer d.prog.end()
@@ -289,6 +289,7 @@ func (d *describer) head(ctx context.Context, tag string) (string, *remote.Descr
 	return desc.Digest.String(), desc, nil
 }
 
+// with is the session's options for one call under ctx.
 func (d *describer) with(ctx context.Context) []remote.Option {
 	return append(slices.Clip(d.opts), remote.WithContext(ctx))
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"imagebot.dev/imagebot/internal/policy"
 	"imagebot.dev/imagebot/internal/scan"
@@ -491,5 +492,48 @@ func TestQuayPageSize(t *testing.T) {
 		if c := p.Counts(); c.TagListGETs != tc.pages {
 			t.Errorf("pageSize %d: %d listing requests, want %d", tc.pageSize, c.TagListGETs, tc.pages)
 		}
+	}
+}
+
+// TestPullBudgetMetrics: the pull and budget metrics move on their events: pulls counted as
+// the registry counts them, what the registry said remains, the pauses, the tags described,
+// and nothing left pending once scans end.
+func TestPullBudgetMetrics(t *testing.T) {
+	hub := startProfile(t, testenv.ProfileOptions{Profile: testenv.ProfileDockerHub, PullBudget: 5, Window: time.Minute})
+	pushBig(t, hub, "library/app", 6, 2)
+	reg := prometheus.NewRegistry()
+	m, err := scan.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := scan.New(scan.Options{Metrics: m})
+	_, err = sc.Scan(ctxT(t), repoOf(t, hub.Host, "library/app"), scan.Need{Match: func(string) bool { return true }, BuildTime: true})
+	if !errors.Is(err, scan.ErrPullBudget) {
+		t.Fatalf("scan: %v; want the budget's pause", err)
+	}
+	h := map[string]string{"registry": hub.Host}
+	c := hub.Counts()
+	for _, tc := range []struct {
+		name string
+		want float64
+	}{
+		{"imagebot_scan_pulls_total", float64(c.Pulls)},
+		{"imagebot_scan_pull_budget_limit", 5},
+		{"imagebot_scan_pull_budget_remaining", 1}, // 5 less 4 pulls: the reserve of one
+		{"imagebot_scan_tags_described_total", 8},  // the 4 images pulled, 2 tags each
+		{"imagebot_scan_tags_pending", 0},
+	} {
+		if got := value(t, reg, tc.name, h); got != tc.want {
+			t.Errorf("%s = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if c.Pulls != 4 {
+		t.Errorf("the registry counted %d pulls, want 4", c.Pulls)
+	}
+	if got := value(t, reg, "imagebot_scan_pull_budget_pauses_total", h); got < 1 {
+		t.Errorf("pull_budget_pauses_total = %v, want at least 1", got)
+	}
+	if got := value(t, reg, "imagebot_scan_failures_total", map[string]string{"registry": hub.Host, "reason": "pull_budget"}); got != 1 {
+		t.Errorf("failures_total{reason=pull_budget} = %v, want 1", got)
 	}
 }
