@@ -304,4 +304,3 @@ func changedFiles(t *testing.T, from, to *object.Commit) []string {
 	sort.Strings(out)
 	return out
 }
-
