@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sync/errgroup"
 )
 
 var timeNow = time.Now
@@ -155,55 +156,60 @@ func (s *Scanner) describeAll(ctx context.Context, rt http.RoundTripper, repo na
 		unknown = append(unknown, digest)
 	}
 	slices.Sort(unknown)
+	var paused error // the first pull budget pause
 	err = parallel(ctx, s.opts.Concurrency, len(unknown), func(ctx context.Context, i int) error {
 		digest := unknown[i]
 		d.mu.Lock()
-		desc := d.descs[digest]
+		desc, stop := d.descs[digest], paused != nil
 		d.mu.Unlock()
+		if stop {
+			return nil
+		}
 		img, meta, err := d.describe(ctx, digest, desc)
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		tags := byDigest[digest]
 		if err != nil {
-			err = fmt.Errorf("%s@%s: %w", tags[0], digest, err)
-			if permanent(err) {
+			err = fmt.Errorf("describe %s@%s: %w", tags[0], digest, err)
+			switch {
+			case permanent(err):
 				for _, t := range tags {
 					d.tagError(t, err)
 				}
 				return nil
+			case errors.Is(err, ErrPullBudget):
+				// Not a failure to cancel the others for: those in flight have spent
+				// their pull already, and finish describing (and caching) their image.
+				if paused == nil {
+					paused = err
+				}
+				return nil
 			}
-			return fmt.Errorf("describe %w", err)
+			return err
 		}
 		d.metas[meta.key] = *meta
 		d.set(tags, img)
 		return nil
 	})
+	if err == nil {
+		err = paused
+	}
 	return rec, d.metas, err
 }
 
-// parallel runs fn for 0..n-1 on at most workers goroutines; the first error cancels the
-// rest (fn sees the cancelled context) and is returned once all have ended.
+// parallel runs fn for 0..n-1 on at most workers goroutines (errgroup): the first error
+// cancels the rest (fn sees the cancelled context) and is returned once all have ended; so
+// is the end of ctx.
 func parallel(ctx context.Context, workers, n int, fn func(context.Context, int) error) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	sem := make(chan struct{}, max(1, workers))
-	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		sem <- struct{}{}
-		if ctx.Err() != nil {
-			<-sem
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := fn(ctx, i); err != nil {
-				cancel(err)
-			}
-		}()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(1, workers))
+	for i := 0; i < n && gctx.Err() == nil; i++ {
+		g.Go(func() error { return fn(gctx, i) })
 	}
-	wg.Wait()
-	return context.Cause(ctx)
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return ctx.Err()
 }
 
 // describer describes the tags of one repository through one session.

@@ -10,7 +10,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
-	"sync"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // pendingWrite is an edited file waiting to be written.
@@ -86,33 +87,15 @@ func (f *Finder) Apply(ctx context.Context, root string, decisions []Decision) (
 	return cs, nil
 }
 
-// parallel runs fn(0..n-1) on up to workers goroutines; once ctx ends no further i is
-// started.
+// parallel runs fn(0..n-1) on up to workers goroutines (errgroup); once ctx ends no further
+// i is started.
 func parallel(ctx context.Context, n, workers int, fn func(i int)) {
-	if workers > n {
-		workers = n
+	var g errgroup.Group
+	g.SetLimit(max(1, workers))
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		g.Go(func() error { fn(i); return nil })
 	}
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				fn(i)
-			}
-		}()
-	}
-feed:
-	for i := 0; i < n; i++ {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
+	_ = g.Wait()
 }
 
 type fileData struct {
