@@ -36,12 +36,10 @@ type pullBudget struct {
 // pulls as are missing, at its average rate (a rolling window does not say when each of
 // its pulls expires).
 func (b *pullBudget) observe(h http.Header, now time.Time) {
-	limit, w1, ok1 := parseRateLimit(h.Get("RateLimit-Limit"))
-	remaining, w2, ok2 := parseRateLimit(h.Get("RateLimit-Remaining"))
-	if !ok1 || !ok2 || limit <= 0 {
+	limit, remaining, window, ok := budgetHeaders(h)
+	if !ok {
 		return
 	}
-	window := max(w1, w2)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.known, b.limit, b.remaining, b.window = true, limit, remaining, window
@@ -56,6 +54,17 @@ func (b *pullBudget) observe(h http.Header, now time.Time) {
 	if until := now.Add(per * time.Duration(keep-remaining+1)); until.After(b.until) {
 		b.until = until
 	}
+}
+
+// budgetHeaders reads an answer's budget: ok only when both headers are there and the
+// limit is positive (what observe records).
+func budgetHeaders(h http.Header) (limit, remaining int, window time.Duration, ok bool) {
+	limit, w1, ok1 := parseRateLimit(h.Get("RateLimit-Limit"))
+	remaining, w2, ok2 := parseRateLimit(h.Get("RateLimit-Remaining"))
+	if !ok1 || !ok2 || limit <= 0 {
+		return 0, 0, 0, false
+	}
+	return limit, remaining, max(w1, w2), true
 }
 
 // keep is how many pulls the reserve holds back: at least one when there is a reserve.

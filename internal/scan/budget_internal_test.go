@@ -1,8 +1,12 @@
 package scan
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -93,5 +97,47 @@ func TestPullBudgetStates(t *testing.T) {
 	b.observe(budgetHeader(10, 1), now)
 	if probe, err := b.take("hub", now); probe || err != nil {
 		t.Fatalf("no reserve, 1 left: %v, %v", probe, err)
+	}
+}
+
+// TestProbeWithoutUsableBudget: when the pause ends, a probe whose answer carries
+// RateLimit-Remaining but no usable RateLimit-Limit (absent, or 0) says nothing observe can
+// use: the pull goes ahead (and learns from its own answer) instead of probing again and
+// again until the scan's deadline.
+func TestProbeWithoutUsableBudget(t *testing.T) {
+	for _, limit := range []string{"", "0;w=1"} {
+		t.Run("limit="+limit, func(t *testing.T) {
+			var gets, heads atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodHead {
+					heads.Add(1)
+					if limit != "" {
+						w.Header().Set("RateLimit-Limit", limit)
+					}
+					w.Header().Set("RateLimit-Remaining", "2;w=1")
+					return
+				}
+				gets.Add(1)
+				w.Header().Set("RateLimit-Limit", "10;w=1")
+				w.Header().Set("RateLimit-Remaining", "2;w=1") // at the reserve: pause 100ms
+				fmt.Fprint(w, "{}")
+			}))
+			defer srv.Close()
+			rt := &retrying{inner: http.DefaultTransport, limits: newLimiters(Limit{}, nil), budgets: newBudgets(0.2),
+				retry: Retry{}.withDefaults(), timeout: 5 * time.Second, maxWait: 10 * time.Second}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			for i := range 2 {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/v2/r/manifests/x", nil)
+				resp, err := rt.RoundTrip(req)
+				if err != nil {
+					t.Fatalf("pull %d: %v (%d HEADs)", i, err, heads.Load())
+				}
+				drain(resp)
+			}
+			if gets.Load() != 2 || heads.Load() > 2 {
+				t.Errorf("%d GETs, %d HEADs; want 2 GETs after at most 2 probes", gets.Load(), heads.Load())
+			}
+		})
 	}
 }

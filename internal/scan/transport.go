@@ -267,7 +267,8 @@ func (t *retrying) waitBudget(ctx context.Context, b *pullBudget, req *http.Requ
 }
 
 // probe HEADs req's manifest (Docker Hub answers a HEAD with the budget headers and does
-// not count it) and reports whether the answer said what the budget is.
+// not count it) and reports whether the answer said what the budget is (as observe reads
+// it: a Remaining without a usable Limit says nothing, and probing again would loop).
 func (t *retrying) probe(ctx context.Context, req *http.Request) bool {
 	head := req.Clone(ctx)
 	head.Method, head.Body, head.GetBody, head.ContentLength = http.MethodHead, nil, nil, 0
@@ -276,7 +277,7 @@ func (t *retrying) probe(ctx context.Context, req *http.Request) bool {
 		return false
 	}
 	drain(resp)
-	_, _, ok := parseRateLimit(resp.Header.Get("RateLimit-Remaining"))
+	_, _, _, ok := budgetHeaders(resp.Header)
 	return ok
 }
 
