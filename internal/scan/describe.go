@@ -395,7 +395,11 @@ func remoteError(err error) error {
 		return nil
 	case ours(err) != nil:
 		return ours(err)
-	case errors.Is(err, ErrBadResponse), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.Canceled):
+		return context.Canceled // not the url.Error around it, which quotes the URL
+	case errors.Is(err, context.DeadlineExceeded):
+		return context.DeadlineExceeded
+	case errors.Is(err, ErrBadResponse):
 		return err
 	case errors.As(err, &te):
 		return fromTransport(te)
@@ -408,15 +412,18 @@ func remoteError(err error) error {
 }
 
 // ours returns the error of this package's transport inside err (a budget pause, a request
-// that kept failing, a registry status, a network failure), or nil.
+// that kept failing, a registry status, a network failure, a redirect refused), or nil.
 func ours(err error) error {
 	var (
 		be *BudgetError
 		ae *attemptsError
 		se *StatusError
 		ne *netError
+		re *redirectError
 	)
 	switch {
+	case errors.As(err, &re):
+		return re // not the url.Error around it, which quotes the (signed) URL
 	case errors.As(err, &be):
 		return be
 	case errors.As(err, &ae):

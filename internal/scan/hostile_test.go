@@ -126,3 +126,28 @@ func TestHostileTokenServers(t *testing.T) {
 		t.Errorf("healthy registry: %v", err)
 	}
 }
+
+// TestRefusedRedirectHidesURL: a refused redirect of a manifest GET (a loop through a signed
+// URL) fails the scan without quoting the URL: its query may hold a signature.
+func TestRefusedRedirectHidesURL(t *testing.T) {
+	const secret = "c2lnbmF0dXJlLXNlY3JldA"
+	inner := quietRegistry()
+	var hostile atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hostile.Load() && r.Method == http.MethodGet && (r.URL.Path == "/loop" || strings.Contains(r.URL.Path, "/manifests/sha256:")) {
+			http.Redirect(w, r, "/loop?X-Amz-Signature="+secret, http.StatusTemporaryRedirect)
+			return
+		}
+		inner.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	push(t, addr, authn.Anonymous, "team/app", "v1", testenv.ImageSpec{Created: base})
+	hostile.Store(true)
+	repo := repoOf(t, addr, "team/app")
+	_, err := scan.New(scan.Options{}).Scan(ctxT(t), repo, scan.Need{Match: func(string) bool { return true }, BuildTime: true})
+	if err == nil || !strings.Contains(err.Error(), "redirect refused") || strings.Contains(err.Error(), secret) ||
+		strings.Contains(err.Error(), "/loop") {
+		t.Errorf("scan: %v; want the refused redirect, without its URL", err)
+	}
+}
