@@ -141,3 +141,37 @@ func TestProbeWithoutUsableBudget(t *testing.T) {
 		})
 	}
 }
+
+// TestBudgetWaitOutsideAttemptDeadline: the time a pull waits for its host's budget (inline
+// pauses of at most maxWait) is not taken from the attempt's own deadline: a request sent
+// after the wait has its whole RequestTimeout.
+func TestBudgetWaitOutsideAttemptDeadline(t *testing.T) {
+	var gets atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("RateLimit-Limit", "10;w=3")
+		if r.Method == http.MethodHead {
+			w.Header().Set("RateLimit-Remaining", "9;w=3")
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+		w.Header().Set("RateLimit-Remaining", "2;w=3") // at the reserve: pause 300ms
+		gets.Add(1)
+		fmt.Fprint(w, "{}")
+	}))
+	defer srv.Close()
+	rt := &retrying{inner: http.DefaultTransport, limits: newLimiters(Limit{}, nil), budgets: newBudgets(0.2),
+		retry: Retry{Attempts: 1}.withDefaults(), timeout: 250 * time.Millisecond, maxWait: 10 * time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range 2 {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/v2/r/manifests/x", nil)
+		resp, err := rt.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("pull %d: %v", i, err)
+		}
+		drain(resp)
+	}
+	if gets.Load() != 2 {
+		t.Errorf("%d GETs; want 2", gets.Load())
+	}
+}

@@ -120,18 +120,21 @@ func (t *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 				return nil, err
 			}
 		}
+		if pull {
+			// Before the attempt's deadline starts: waiting is not the host's slowness.
+			if err := t.waitBudget(ctx, budget, req); err != nil {
+				return nil, err
+			}
+		}
 		actx, cancel := context.WithTimeout(ctx, t.timeout)
 		out := req.Clone(actx)
 		if req.Body != nil && req.GetBody != nil {
 			var err error
 			if out.Body, err = req.GetBody(); err != nil {
 				cancel()
-				return nil, err
-			}
-		}
-		if pull {
-			if err := t.waitBudget(ctx, budget, req); err != nil {
-				cancel()
+				if pull {
+					budget.done()
+				}
 				return nil, err
 			}
 		}
