@@ -29,19 +29,27 @@ type pullBudget struct {
 	window    time.Duration
 	until     time.Time // no manifest GET before this
 	inflight  int       // pulls sent and not answered yet
+	heard     time.Time // when remaining was last taken from an answer
 }
 
 // observe reads the budget headers of an answer, if any, and pauses pulls when what
 // remains is at or below the reserve: for the time the window takes to give back as many
 // pulls as are missing, at its average rate (a rolling window does not say when each of
-// its pulls expires).
-func (b *pullBudget) observe(h http.Header, now time.Time) {
+// its pulls expires). sent is when the request was sent: pulls in flight together are
+// answered in any order, and an answer to a request sent before the last word on the budget
+// was heard cannot raise what remains (it would spend the reserve).
+func (b *pullBudget) observe(h http.Header, sent, now time.Time) {
 	limit, remaining, window, ok := budgetHeaders(h)
 	if !ok {
 		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.known && remaining > b.remaining && sent.Before(b.heard) {
+		remaining = b.remaining
+	} else {
+		b.heard = now
+	}
 	b.known, b.limit, b.remaining, b.window = true, limit, remaining, window
 	keep := b.keep()
 	if remaining > keep {

@@ -54,7 +54,7 @@ func TestPullBudgetStates(t *testing.T) {
 	if probe, err := b.take("hub", now); probe || err != nil {
 		t.Fatalf("unknown budget: probe %v, %v; want a pull", probe, err)
 	}
-	b.observe(budgetHeader(10, 4), now)
+	b.observe(budgetHeader(10, 4), now, now)
 	b.done()
 	// 4 left, keep 2: two pulls may be in flight, not a third.
 	for i := range 2 {
@@ -65,9 +65,9 @@ func TestPullBudgetStates(t *testing.T) {
 	if _, err := b.take("hub", now); !errors.Is(err, ErrPullBudget) {
 		t.Fatalf("4 left, 2 in flight, keep 2: %v; want a short wait for their answers", err)
 	}
-	b.observe(budgetHeader(10, 3), now)
+	b.observe(budgetHeader(10, 3), now, now)
 	b.done()
-	b.observe(budgetHeader(10, 2), now)
+	b.observe(budgetHeader(10, 2), now, now)
 	b.done()
 	// At the reserve: paused for one pull's share of the window (100s / 10).
 	_, err := b.take("hub", now)
@@ -79,7 +79,7 @@ func TestPullBudgetStates(t *testing.T) {
 	if probe, err := b.take("hub", now.Add(11*time.Second)); !probe || err != nil {
 		t.Fatalf("after the pause: probe %v, %v; want a probe", probe, err)
 	}
-	b.observe(budgetHeader(10, 9), now.Add(11*time.Second))
+	b.observe(budgetHeader(10, 9), now.Add(11*time.Second), now.Add(11*time.Second))
 	if probe, err := b.take("hub", now.Add(11*time.Second)); probe || err != nil {
 		t.Fatalf("9 left after the probe: %v, %v", probe, err)
 	}
@@ -94,7 +94,7 @@ func TestPullBudgetStates(t *testing.T) {
 	}
 	// No reserve: pulls down to the last one.
 	b = &pullBudget{reserve: 0}
-	b.observe(budgetHeader(10, 1), now)
+	b.observe(budgetHeader(10, 1), now, now)
 	if probe, err := b.take("hub", now); probe || err != nil {
 		t.Fatalf("no reserve, 1 left: %v, %v", probe, err)
 	}
@@ -173,5 +173,39 @@ func TestBudgetWaitOutsideAttemptDeadline(t *testing.T) {
 	}
 	if gets.Load() != 2 {
 		t.Errorf("%d GETs; want 2", gets.Load())
+	}
+}
+
+// TestPullBudgetAnswersOutOfOrder: pulls in flight together are answered in any order; an
+// answer to a pull sent before the budget was last heard of cannot raise what remains
+// (which would spend the reserve), while one sent after can (the window gave pulls back).
+func TestPullBudgetAnswersOutOfOrder(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	b := &pullBudget{reserve: 0.2} // of 10: keep 2
+	b.observe(budgetHeader(10, 6), now, now)
+	for range 3 {
+		if _, err := b.take("hub", now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sent := now.Add(time.Second)
+	b.observe(budgetHeader(10, 3), sent, sent.Add(100*time.Millisecond)) // the last one sent
+	b.done()
+	b.observe(budgetHeader(10, 5), sent, sent.Add(200*time.Millisecond)) // the first one, late
+	b.done()
+	b.observe(budgetHeader(10, 4), sent, sent.Add(300*time.Millisecond))
+	b.done()
+	if remaining, _, _ := b.state(); remaining != 3 {
+		t.Errorf("remaining %d after answers 3, 5, 4 to pulls sent together; want 3", remaining)
+	}
+	if probe, err := b.take("hub", sent.Add(300*time.Millisecond)); probe || err != nil {
+		t.Fatalf("3 left, keep 2: %v, %v; want one more pull", probe, err)
+	}
+	b.done()
+	// A probe sent later hears that the window gave pulls back.
+	later := sent.Add(time.Minute)
+	b.observe(budgetHeader(10, 8), later, later)
+	if remaining, _, _ := b.state(); remaining != 8 {
+		t.Errorf("remaining %d after a later answer of 8; want 8", remaining)
 	}
 }

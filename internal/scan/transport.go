@@ -141,6 +141,7 @@ func (t *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 		if st != nil {
 			st.requests.Add(1)
 		}
+		sent := time.Now()
 		resp, err := t.inner.RoundTrip(out)
 		if err != nil {
 			if pull {
@@ -158,7 +159,7 @@ func (t *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 			continue
 		}
 		t.metrics.request(host, req.Method, strconv.Itoa(resp.StatusCode))
-		budget.observe(resp.Header, time.Now())
+		budget.observe(resp.Header, sent, time.Now())
 		if pull {
 			budget.done()
 		}
