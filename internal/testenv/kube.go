@@ -138,8 +138,16 @@ func StartCluster(ctx context.Context, dir string) (c *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// --node-lease-duration-seconds keeps the node alive, as a kubelet does: kwok holds a Lease
+	// in kube-node-lease and renews it every quarter of the duration (10 s), which the node
+	// lifecycle controller (50 s grace) takes as the heartbeat; it also makes kwok v0.7.0 pick
+	// its 20-25 s node-status heartbeat Stage. Without it (the flag defaults to 0 in kwok, 40
+	// only in kwokctl), kwok keeps no Lease and, its default Stages choosing the 10-minute
+	// "heartbeat-with-lease" one, lets the node go Unknown 50 s after start and every ~55 s
+	// after (re-initialized at once), and the controller marks the pods NotReady for good.
 	kwok, err := c.start("kwok", bins["kwok"],
 		"--kubeconfig", c.Kubeconfig, "--manage-all-nodes=false",
+		"--node-lease-duration-seconds", "40",
 		"--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake",
 		"--manage-nodes-with-label-selector=",
 		"--disregard-status-with-annotation-selector", "kwok.x-k8s.io/status=custom",
