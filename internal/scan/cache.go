@@ -48,7 +48,12 @@ type tagDigest struct {
 type metaRecord struct {
 	Created   int64  `json:"c"` // unix nanoseconds; 0 when the config has none
 	MediaType string `json:"m,omitempty"`
-	key       string // where describe caches it (the digest, "DIGEST@PLATFORM" for an index); not stored
+	// Err is why the image cannot be described, when its content decided it (see
+	// contentError); NotFound when that reason is a missing part (an index without the
+	// platform's image) rather than a bad one.
+	Err      string `json:"e,omitempty"`
+	NotFound bool   `json:"nf,omitempty"`
+	key      string // where describe caches it (the digest, "DIGEST@PLATFORM" for an index); not stored
 }
 
 // store is the scanner's view of a cache: bbolt on disk, or memory.

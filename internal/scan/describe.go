@@ -148,6 +148,13 @@ func (s *Scanner) describeAll(ctx context.Context, rt http.RoundTripper, repo na
 		if m, ok := d.cachedMeta(digest); ok {
 			res.MetaHits += len(tags)
 			s.opts.Metrics.cacheLookup("metadata", true)
+			if m.Err != "" { // described before: content that cannot be used
+				err := fmt.Errorf("describe %s@%s: %w", tags[0], digest, &cachedError{msg: m.Err, notFound: m.NotFound})
+				for _, t := range tags {
+					d.tagError(t, err)
+				}
+				continue
+			}
 			d.set(tags, Image{Digest: digest, Created: unixNano(m.Created), MediaType: m.MediaType})
 			continue
 		}
@@ -171,8 +178,12 @@ func (s *Scanner) describeAll(ctx context.Context, rt http.RoundTripper, repo na
 		tags := byDigest[digest]
 		if err != nil {
 			err = fmt.Errorf("describe %s@%s: %w", tags[0], digest, err)
+			var ce *contentError
 			switch {
 			case permanent(err):
+				if errors.As(err, &ce) {
+					d.metas[ce.key] = metaRecord{key: ce.key, Err: ce.Error(), NotFound: errors.Is(ce, ErrNotFound)}
+				}
 				for _, t := range tags {
 					d.tagError(t, err)
 				}
@@ -313,7 +324,7 @@ func (d *describer) describe(ctx context.Context, digest string, desc *remote.De
 	mediaType := string(desc.MediaType)
 	m, err := parseManifest(desc.Manifest, digest)
 	if err != nil {
-		return Image{}, nil, err
+		return Image{}, nil, content(err, digest)
 	}
 	index := m.Config == nil && len(m.Manifests) > 0
 	imgDesc := desc
@@ -326,24 +337,24 @@ func (d *describer) describe(ctx context.Context, digest string, desc *remote.De
 			}
 		}
 		if child == "" {
-			return Image{}, nil, fmt.Errorf("%w: index has no %s image", ErrNotFound, d.s.platform)
+			return Image{}, nil, content(fmt.Errorf("%w: index has no %s image", ErrNotFound, d.s.platform), d.s.metaKey(digest, true))
 		}
 		if imgDesc, err = remote.Get(d.repo.Digest(child), d.with(ctx)...); err != nil {
 			return Image{}, nil, fmt.Errorf("platform manifest %s: %w", child, remoteError(err))
 		}
 		if m, err = parseManifest(imgDesc.Manifest, child); err != nil {
-			return Image{}, nil, err
+			return Image{}, nil, content(err, d.s.metaKey(digest, true))
 		}
 	}
 	if m.Config == nil || m.Config.Digest == "" {
-		return Image{}, nil, badResponse("manifest %s has no config (schema 1 manifests are not supported)", imgDesc.Digest)
+		return Image{}, nil, content(badResponse("manifest %s has no config (schema 1 manifests are not supported)", imgDesc.Digest), d.s.metaKey(digest, index))
 	}
 	if m.Config.Size > maxConfigBytes {
-		return Image{}, nil, badResponse("config %s of %d bytes, more than %d", m.Config.Digest, m.Config.Size, maxConfigBytes)
+		return Image{}, nil, content(badResponse("config %s of %d bytes, more than %d", m.Config.Digest, m.Config.Size, maxConfigBytes), d.s.metaKey(digest, index))
 	}
 	img, err := imgDesc.Image()
 	if err != nil {
-		return Image{}, nil, badResponse("manifest %s: %v", imgDesc.Digest, err)
+		return Image{}, nil, content(badResponse("manifest %s: %v", imgDesc.Digest, err), d.s.metaKey(digest, index))
 	}
 	cfg, err := img.RawConfigFile()
 	if err != nil {
@@ -353,7 +364,7 @@ func (d *describer) describe(ctx context.Context, digest string, desc *remote.De
 		Created *time.Time `json:"created"`
 	}
 	if err := json.Unmarshal(cfg, &c); err != nil {
-		return Image{}, nil, badResponse("config %s is not valid JSON", m.Config.Digest)
+		return Image{}, nil, content(badResponse("config %s is not valid JSON", m.Config.Digest), d.s.metaKey(digest, index))
 	}
 	var created time.Time
 	var nano int64
@@ -362,6 +373,32 @@ func (d *describer) describe(ctx context.Context, digest string, desc *remote.De
 	}
 	return Image{Digest: digest, Created: created, MediaType: mediaType},
 		&metaRecord{key: d.s.metaKey(digest, index), Created: nano, MediaType: mediaType}, nil
+}
+
+// contentError is a failure to describe an image that its content decides (a manifest that
+// does not parse, an index without the platform's image, a config that is not JSON): content
+// behind a digest never changes, so it is cached under key like metadata, and the image is
+// not fetched again (one pull per image, ever, on Docker Hub too). A failure to fetch (a 404
+// blob, a digest mismatch) is not: it may heal.
+type contentError struct {
+	err error
+	key string
+}
+
+func (e *contentError) Error() string { return e.err.Error() }
+func (e *contentError) Unwrap() error { return e.err }
+
+func content(err error, key string) error { return &contentError{err: err, key: key} }
+
+// cachedError is a contentError read back from the cache.
+type cachedError struct {
+	msg      string
+	notFound bool
+}
+
+func (e *cachedError) Error() string { return e.msg }
+func (e *cachedError) Is(target error) bool {
+	return target == ErrBadResponse && !e.notFound || target == ErrNotFound && e.notFound
 }
 
 // manifestDoc is the union of an image manifest and an index, as far as we read them.

@@ -125,6 +125,11 @@ func TestFaults(t *testing.T) {
 		{name: "malformed manifest", rule: &testenv.FaultRule{Match: manifests, Then: &testenv.Fault{
 			Rewrite: func([]byte) []byte { return []byte(`{"schemaVersion":2,`) }}},
 			tagErr: "v1", maxReq: 4},
+		// A registry that announces no pull budget: a 429 to a pull is a rate limit,
+		// retried, not a budget pause that fails the scan.
+		{name: "429 to a pull without a budget, then fine", rule: &testenv.FaultRule{
+			Match:  func(r *http.Request) bool { return r.Method == http.MethodGet && manifests(r) },
+			Faults: times(1, status(429))}, maxReq: 4},
 		{name: "manifest slower than the deadline", rule: &testenv.FaultRule{Match: manifests, Then: &testenv.Fault{Delay: 3 * time.Second}},
 			wantErr: scan.ErrUnavailable, errText: "describe v", maxReq: 2 * attempts},
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -535,5 +536,44 @@ func TestPullBudgetMetrics(t *testing.T) {
 	}
 	if got := value(t, reg, "imagebot_scan_failures_total", map[string]string{"registry": hub.Host, "reason": "pull_budget"}); got != 1 {
 		t.Errorf("failures_total{reason=pull_budget} = %v, want 1", got)
+	}
+}
+
+// TestUnusableImagePulledOnce: an image whose content decides that it cannot be described (an
+// index without the configured platform's image) is pulled once, ever: the reason is cached
+// with the digest, and later scans, after a restart too, report it without a pull.
+func TestUnusableImagePulledOnce(t *testing.T) {
+	hub := startProfile(t, testenv.ProfileOptions{Profile: testenv.ProfileDockerHub})
+	if _, err := hub.Push(ctxT(t), "library/app", "arm-only", testenv.ImageSpec{Created: base,
+		Platforms: []v1.Platform{{OS: "linux", Architecture: "arm64"}, {OS: "linux", Architecture: "arm", Variant: "v7"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hub.Push(ctxT(t), "library/app", "good", testenv.ImageSpec{Created: base}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	need := scan.Need{Match: func(string) bool { return true }, BuildTime: true}
+	repo := repoOf(t, hub.Host, "library/app")
+	for i, want := range []int{2, 0, 0} { // pulls: the index and the good image, then none
+		cache, err := scan.OpenCache(dir, scan.CacheOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hub.ResetCounts()
+		res, err := scan.New(scan.Options{Cache: cache, DigestRecheck: -1}).Scan(ctxT(t), repo, need)
+		cache.Close()
+		if err != nil {
+			t.Fatalf("scan %d: %v", i, err)
+		}
+		tagErr := res.TagErrors["arm-only"]
+		if !errors.Is(tagErr, scan.ErrNotFound) || !strings.Contains(tagErr.Error(), "index has no linux/amd64 image") {
+			t.Errorf("scan %d: arm-only: %v; want the index's missing platform", i, tagErr)
+		}
+		if res.Images["good"].Created.IsZero() {
+			t.Errorf("scan %d: good = %+v", i, res.Images["good"])
+		}
+		if c := hub.Counts(); c.Pulls != want {
+			t.Errorf("scan %d: %d pulls, want %d", i, c.Pulls, want)
+		}
 	}
 }

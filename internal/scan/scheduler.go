@@ -244,6 +244,7 @@ func anyOf(fs []func(string) bool) func(string) bool {
 
 func (s *Scheduler) merge(g *group) {
 	var matches, timed []func(string) bool
+	timedTracks := map[string]bool{} // tags tracked by build-time watches
 	need := Need{Credentials: g.cred}
 	g.interval = 0
 	for _, w := range g.watches {
@@ -251,6 +252,11 @@ func (s *Scheduler) merge(g *group) {
 			matches = append(matches, w.Need.Match)
 			if w.Need.BuildTime {
 				timed = append(timed, w.Need.Match)
+			}
+		}
+		if w.Need.BuildTime {
+			for _, t := range w.Need.Track {
+				timedTracks[t] = true
 			}
 		}
 		need.BuildTime = need.BuildTime || w.Need.BuildTime
@@ -268,12 +274,13 @@ func (s *Scheduler) merge(g *group) {
 	slices.Sort(need.Track)
 	need.Track = slices.Compact(need.Track)
 	need.Match = anyOf(matches)
-	if need.BuildTime && len(timed) == 0 {
+	if need.BuildTime && len(timed) == 0 && len(timedTracks) == 0 {
 		need.BuildTime = false // no build-time watch selects a tag
-	} else if need.BuildTime && len(timed) < len(matches) {
-		// Only the tags a build-time policy could pick need their config: a semver
-		// policy's beside a glob's cost a HEAD, not a pull.
-		need.BuildTimeOf = anyOf(timed)
+	} else if need.BuildTime && (len(timed) < len(matches) || len(timedTracks) > 0) {
+		// Only the tags a build-time policy could pick (or tracks) need their config: a
+		// semver policy's beside a glob's cost a HEAD, not a pull.
+		match := anyOf(timed)
+		need.BuildTimeOf = func(t string) bool { return timedTracks[t] || (match != nil && match(t)) }
 	}
 	g.need = need
 	if g.index < 0 {
@@ -479,6 +486,9 @@ func (s *Scheduler) next(ctx context.Context, timer *time.Timer) *group {
 func (s *Scheduler) scan(ctx context.Context, g *group) {
 	s.mu.Lock()
 	need, sc := g.need, s.sc
+	s.mu.Unlock()
+	s.mu.Lock()
+	g.progress = Progress{} // this scan's, from its first report
 	s.mu.Unlock()
 	need.Progress = func(p Progress) {
 		s.mu.Lock()

@@ -159,7 +159,9 @@ func (t *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 			continue
 		}
 		t.metrics.request(host, req.Method, strconv.Itoa(resp.StatusCode))
-		budget.observe(resp.Header, sent, time.Now())
+		if !hop { // storage behind a redirect does not speak for the registry's budget
+			budget.observe(resp.Header, sent, time.Now())
+		}
 		if pull {
 			budget.done()
 		}
@@ -171,7 +173,9 @@ func (t *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 			ra := retryAfter(resp.Header.Get("Retry-After"), time.Now())
 			drain(resp)
 			cancel()
-			if pull {
+			if _, _, announced := budget.state(); pull && announced {
+				// A registry that announces a budget refused a pull: the budget is spent
+				// (elsewhere, by the kubelet). Other registries' 429s are rate limits.
 				budget.refused(ra, time.Now())
 			}
 			lim.throttle()
@@ -245,6 +249,7 @@ func origin(req *http.Request) *http.Request {
 // what the window gave back before any pull is spent.
 func (t *retrying) waitBudget(ctx context.Context, b *pullBudget, req *http.Request) error {
 	host := req.URL.Host
+	counted := false // one pause counted per pull, however many rounds it waits
 	for {
 		probe, err := b.take(host, time.Now())
 		if err == nil && !probe {
@@ -256,7 +261,10 @@ func (t *retrying) waitBudget(ctx context.Context, b *pullBudget, req *http.Requ
 			}
 			continue // observe either freed the budget or paused it
 		}
-		t.metrics.budgetPause(host)
+		if !counted {
+			t.metrics.budgetPause(host)
+			counted = true
+		}
 		d, _ := RetryAfter(err)
 		if d > t.maxWait {
 			return err
