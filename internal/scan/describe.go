@@ -442,8 +442,12 @@ func remoteError(err error) error {
 		return fromTransport(te)
 	case errors.As(err, &ue):
 		// What the HTTP client itself refused: a redirect to a private address, a loop,
-		// a scheme it cannot follow.
-		return &redirectError{msg: "redirect refused: " + ue.Err.Error()}
+		// a scheme it cannot follow; else a failure of the connection (a certificate, a
+		// name that does not resolve), without the URL.
+		if msg := ue.Err.Error(); strings.Contains(msg, "redirect") || strings.Contains(msg, "unsupported protocol scheme") {
+			return &redirectError{msg: "redirect refused: " + msg}
+		}
+		return ue.Err
 	}
 	return badResponse("%v", err)
 }

@@ -31,6 +31,9 @@ func TestHostileRedirects(t *testing.T) {
 		{"private address", "http://10.1.2.3/blob", `private/link-local host "10.1.2.3"`},
 		{"loop", "/loop", "stopped after 10 redirects"},
 		{"scheme", "ftp://cdn.example.com/blob", "unsupported protocol scheme"},
+		// Followed, but the storage fails its TLS handshake: a connection failure, said
+		// as such (not as a refused redirect), without the URL.
+		{"storage without TLS", "https://cdn.example.com/blob?X-Amz-Signature=s3cr3t", "server gave HTTP response to HTTPS client"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var hostile atomic.Bool
@@ -51,7 +54,9 @@ func TestHostileRedirects(t *testing.T) {
 			repo := repoOf(t, host, "team/app")
 			need := scan.Need{Match: func(string) bool { return true }, BuildTime: true}
 			res, err := sc.Scan(ctxT(t), repo, need)
-			if !errors.Is(err, scan.ErrBadResponse) || !strings.Contains(err.Error(), "redirect refused") ||
+			refused := tc.name != "storage without TLS"
+			if errors.Is(err, scan.ErrBadResponse) != refused || strings.Contains(err.Error(), "redirect refused") != refused ||
+				strings.Contains(err.Error(), "s3cr3t") ||
 				!strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "scan "+repo.Name()+": describe v1@sha256:") {
 				t.Fatalf("scan = %+v, %v; want the repository's scan to fail with the refused redirect (%s)", res, err, tc.want)
 			}
