@@ -80,13 +80,7 @@ func runSplit(args ...string) (stdout, stderr string, code int) {
 // releases the good one, leaves the other, and exits 5; when only the failing one is left
 // it says "nothing to change among the images scanned; 1 scan failed".
 func TestPlanScanFailed(t *testing.T) {
-	host, stop := testenv.StartInProcessRegistry()
-	defer stop()
-	for _, tag := range []string{"1.0.0", "1.1.0"} {
-		if _, err := testenv.PushImage(context.Background(), host, authn.Anonymous, "team/app", tag, testenv.ImageSpec{Created: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	host := registryWithApp(t)
 	dir := t.TempDir()
 	both := strings.Replace(deployment("both", host+"/team/app:1.0.0"), "    imagebot.dev/tag.app: semver:~1\n",
 		"    imagebot.dev/tag.app: semver:~1\n    imagebot.dev/tag.gone: semver:~1\n", 1) +
@@ -143,13 +137,7 @@ func TestPlanScanFailed(t *testing.T) {
 // TestPlanNothingToChange: every scan succeeds and every image is already what its policy
 // picks: plan says "nothing to change" and exits 0.
 func TestPlanNothingToChange(t *testing.T) {
-	host, stop := testenv.StartInProcessRegistry()
-	defer stop()
-	for _, tag := range []string{"1.0.0", "1.1.0"} {
-		if _, err := testenv.PushImage(context.Background(), host, authn.Anonymous, "team/app", tag, testenv.ImageSpec{Created: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	host := registryWithApp(t)
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{"a.yaml": deployment("a", host+"/team/app:1.1.0"), "b.yaml": deployment("b", host+"/team/app:1.1.0")})
 	stdout, stderr, code := runSplit("plan", "--path", dir)
@@ -160,4 +148,18 @@ func TestPlanNothingToChange(t *testing.T) {
 	if code != 0 || stdout != "nothing to change\n" {
 		t.Errorf("release --dry-run with nothing to change: exit %d\n%s", code, stdout)
 	}
+}
+
+// registryWithApp starts an in-process registry for the test with team/app at 1.0.0 and
+// 1.1.0 and returns its host.
+func registryWithApp(t *testing.T) string {
+	t.Helper()
+	host, stop := testenv.StartInProcessRegistry()
+	t.Cleanup(stop)
+	for _, tag := range []string{"1.0.0", "1.1.0"} {
+		if _, err := testenv.PushImage(context.Background(), host, authn.Anonymous, "team/app", tag, testenv.ImageSpec{Created: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return host
 }
