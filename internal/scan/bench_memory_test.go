@@ -155,7 +155,8 @@ func BenchmarkMemory(b *testing.B) {
 		}
 		pol, _ := policy.Parse("glob:release-*")
 		done := make(chan struct{}, repos)
-		sched := scan.NewScheduler(scan.New(scan.Options{Cache: cache, Limit: scan.Limit{RPS: 100000, Burst: 1000}}),
+		cnt := &counting{inner: http.DefaultTransport.(*http.Transport).Clone()}
+		sched := scan.NewScheduler(scan.New(scan.Options{Transport: cnt, Cache: cache, Limit: scan.Limit{RPS: 100000, Burst: 1000}}),
 			scan.SchedulerOptions{Interval: time.Hour, OnUpdate: func(u scan.Update) {
 				if u.Err != nil {
 					b.Error(u.Err)
@@ -187,6 +188,7 @@ func BenchmarkMemory(b *testing.B) {
 		b.ReportMetric(float64(rssBytes())/(1<<20), "rss-MiB")
 		b.ReportMetric(float64(tags), "tags-held")
 		b.ReportMetric(took.Seconds(), "first-scan-s")
+		cnt.report(b, 1)
 		cancel()
 		sched.Stop()
 		cache.Close()
