@@ -159,18 +159,7 @@ func TestEnvironment(t *testing.T) {
 func testDeployment(t *testing.T, e *testenv.Env) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	labels := map[string]string{"app": "hello"}
-	dep := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "hello", Namespace: "default"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](2),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "nginx", Image: "nginx:1.16"}}},
-			},
-		},
-	}
+	dep := nginxDeployment("hello", 2)
 	if _, err := e.Cluster.Client.AppsV1().Deployments("default").Create(ctx, dep, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -402,5 +391,22 @@ func testRestricted(t *testing.T, e *testenv.Env) {
 	}
 	if _, err := client.CoreV1().ConfigMaps("kube-system").List(ctx, metav1.ListOptions{}); err == nil {
 		t.Error("listing configmaps in another namespace succeeded with a namespaced grant")
+	}
+}
+
+// nginxDeployment is a Deployment "name" in default of replicas nginx pods, labelled
+// app=name.
+func nginxDeployment(name string, replicas int32) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "nginx", Image: "nginx:1.16"}}},
+			},
+		},
 	}
 }
