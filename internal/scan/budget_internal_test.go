@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,13 +37,9 @@ func TestParseRateLimit(t *testing.T) {
 
 func budgetHeader(limit, remaining int) http.Header {
 	h := http.Header{}
-	h.Set("RateLimit-Limit", itoa(limit)+";w=100")
-	h.Set("RateLimit-Remaining", itoa(remaining)+";w=100")
+	h.Set("RateLimit-Limit", strconv.Itoa(limit)+";w=100")
+	h.Set("RateLimit-Remaining", strconv.Itoa(remaining)+";w=100")
 	return h
-}
-
-func itoa(n int) string {
-	return string(rune('0'+n/100%10)) + string(rune('0'+n/10%10)) + string(rune('0'+n%10))
 }
 
 // TestPullBudgetStates walks one host's budget: pulls while above the reserve, a pause of
